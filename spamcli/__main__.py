@@ -1,0 +1,3 @@
+from spamcli.cli import main
+
+main()

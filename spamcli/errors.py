@@ -1,0 +1,22 @@
+"""Errors the core raises. Each message reads well to a user on its own line;
+only ``cli.py`` turns them into exit statuses."""
+
+
+class SpamcliError(Exception):
+    """Base class of every error spamcli reports to a user."""
+
+
+class InputError(SpamcliError):
+    """A message, folder or archive could not be read."""
+
+
+class CorpusError(SpamcliError):
+    """A training or evaluation corpus is missing, empty or unusable."""
+
+
+class ModelError(SpamcliError):
+    """A model folder is missing, incomplete, or of an unknown format."""
+
+
+class FetchError(SpamcliError):
+    """A corpus could not be downloaded or verified."""
