@@ -1,0 +1,218 @@
+"""The model folder: what is in it, and writing it so it is never half-written.
+
+A model folder holds:
+
+- ``metadata.json``: format version, versions of spamcli/TensorFlow/Keras,
+  header policy, hyperparameters, threshold, training counts and
+  fingerprint, validation metrics, creation time;
+- ``model.keras``: the Keras model (vectorizer included), without optimizer
+  state; the source of truth, loaded with ``safe_mode=True``;
+- ``vocabulary.txt`` and ``weights.npz``: the same model exported for
+  scoring without TensorFlow (one n-gram a line in index order; the Dense
+  kernels and biases as plain arrays, read with ``allow_pickle=False``).
+
+File names are fixed here, never read from metadata, so no path in a model
+folder can point outside it. Nothing in a model folder is executed on load.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spamcli.errors import ModelError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+KERAS_FILE = "model.keras"
+VOCABULARY_FILE = "vocabulary.txt"
+WEIGHTS_FILE = "weights.npz"
+REQUIRED_FILES = (METADATA_FILE, KERAS_FILE, VOCABULARY_FILE, WEIGHTS_FILE)
+
+# Activations the exported Dense layers may use; anything else is refused.
+ACTIVATIONS = ("relu", "sigmoid")
+
+
+@dataclass(frozen=True)
+class DenseWeights:
+    kernel: np.ndarray
+    bias: np.ndarray
+    activation: str
+
+
+@dataclass(frozen=True)
+class ScoringExport:
+    """Everything the TensorFlow-free scorer needs."""
+
+    vocabulary: list[str]
+    l2_normalize: bool
+    layers: list[DenseWeights]
+
+
+def read_metadata(model_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``metadata.json``; refuse unknown format versions."""
+    model_path = Path(model_dir)
+    if not model_path.is_dir():
+        raise ModelError(f"no model folder at {model_path}")
+    metadata_path = model_path / METADATA_FILE
+    try:
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"{model_path} is not a spamcli model: {METADATA_FILE} is missing"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(f"cannot read {metadata_path}: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{metadata_path} is not a JSON object")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelError(
+            f"{model_path} has model format version {version!r}; this spamcli reads "
+            f"version {FORMAT_VERSION} only (retrain the model, or upgrade spamcli)"
+        )
+    for name in REQUIRED_FILES:
+        if not (model_path / name).is_file():
+            raise ModelError(f"{model_path} is incomplete: {name} is missing")
+    return metadata
+
+
+def read_export(model_dir: str | Path, metadata: dict[str, Any]) -> ScoringExport:
+    """Read the vocabulary and Dense weights, checking that their shapes agree."""
+    model_path = Path(model_dir)
+    try:
+        vocabulary = (model_path / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")
+        if vocabulary and vocabulary[-1] == "":
+            vocabulary.pop()
+        with np.load(model_path / WEIGHTS_FILE, allow_pickle=False) as arrays:
+            stored = {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ModelError(f"cannot read the scoring export in {model_path}: {error}") from None
+    layer_specs = metadata.get("export", {}).get("layers", [])
+    layers = []
+    width = len(vocabulary)
+    for spec in layer_specs:
+        name, activation = spec.get("name"), spec.get("activation")
+        kernel, bias = stored.get(f"{name}.kernel"), stored.get(f"{name}.bias")
+        if kernel is None or bias is None or activation not in ACTIVATIONS:
+            raise ModelError(f"{model_path}: the scoring export has no valid layer {name!r}")
+        if kernel.ndim != 2 or kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
+            raise ModelError(f"{model_path}: layer {name!r} does not fit the layer before it")
+        layers.append(DenseWeights(kernel.astype(np.float32), bias.astype(np.float32), activation))
+        width = kernel.shape[1]
+    if not layers or width != 1 or layers[-1].activation != "sigmoid":
+        raise ModelError(f"{model_path}: the scoring export does not end in one sigmoid unit")
+    return ScoringExport(vocabulary, bool(metadata["export"].get("l2_normalize")), layers)
+
+
+def write_export(directory: Path, export: ScoringExport) -> dict[str, Any]:
+    """Write the vocabulary and weights; return the metadata that describes them."""
+    for term in export.vocabulary:
+        if "\n" in term:
+            raise ValueError(f"vocabulary term contains a newline: {term!r}")
+    (directory / VOCABULARY_FILE).write_text(
+        "".join(term + "\n" for term in export.vocabulary), encoding="utf-8"
+    )
+    arrays: dict[str, np.ndarray] = {}
+    specs = []
+    for index, layer in enumerate(export.layers):
+        name = f"dense_{index}"
+        arrays[f"{name}.kernel"] = np.ascontiguousarray(layer.kernel, dtype=np.float32)
+        arrays[f"{name}.bias"] = np.ascontiguousarray(layer.bias, dtype=np.float32)
+        specs.append({"name": name, "activation": layer.activation})
+    with open(directory / WEIGHTS_FILE, "wb") as weights_file:
+        np.savez(weights_file, **arrays)  # type: ignore[arg-type]
+    return {"l2_normalize": export.l2_normalize, "layers": specs}
+
+
+def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None]) -> Path:
+    """Write a model folder atomically.
+
+    ``write_contents`` fills a temporary sibling folder; it is synced to disk
+    and then put in place with one rename (an atomic exchange where the
+    folder already exists), so a crash, Ctrl-C or full disk at any point
+    leaves the previous model whole, and a reader never sees a mixture.
+    """
+    target = Path(model_dir).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        # mkdtemp makes the folder private; a model is read by mail filters
+        # running as other users, so give it the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        write_contents(staging)
+        _sync_tree(staging)
+        if target.exists():
+            if not (target / METADATA_FILE).is_file() and any(target.iterdir()):
+                raise ModelError(
+                    f"{target} exists and is not a spamcli model folder; not replacing it"
+                )
+            _exchange(staging, target)  # staging now holds the previous model
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+        _sync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _sync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _sync_dir(directory)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(new_path: Path, old_path: Path) -> None:
+    """Swap two folders in one step (Linux renameat2), else rename twice.
+
+    The fallback leaves a moment in which the folder does not exist; a
+    reader then gets "no model folder", never a half-written model.
+    """
+    libc_name = ctypes.util.find_library("c")
+    renameat2 = (
+        getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    )
+    if renameat2 is not None:
+        result = renameat2(
+            _AT_FDCWD, os.fsencode(new_path), _AT_FDCWD, os.fsencode(old_path), _RENAME_EXCHANGE
+        )
+        if result == 0:
+            return
+    aside = new_path.with_name(new_path.name + ".old")
+    os.rename(old_path, aside)
+    os.rename(new_path, old_path)
+    os.rename(aside, new_path)
+
+
+def write_metadata(directory: Path, metadata: dict[str, Any]) -> None:
+    (directory / METADATA_FILE).write_text(
+        json.dumps(metadata, indent=2, sort_keys=False) + "\n", encoding="utf-8"
+    )
