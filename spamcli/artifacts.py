@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from spamcli.config import HEADER_POLICIES
 from spamcli.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -84,7 +85,23 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     for name in REQUIRED_FILES:
         if not (model_path / name).is_file():
             raise ModelError(f"{model_path} is incomplete: {name} is missing")
+    _check_fields(model_path, metadata)
     return metadata
+
+
+def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
+    """Refuse metadata whose fields the scorer relies on are missing or wrong."""
+    if metadata.get("header_policy") not in HEADER_POLICIES:
+        raise ModelError(f"{model_path}: unknown header policy {metadata.get('header_policy')!r}")
+    threshold = metadata.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ModelError(f"{model_path}: the threshold {threshold!r} is not a number")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"{model_path}: the threshold {threshold} is not between 0 and 1")
+    export = metadata.get("export")
+    layers = export.get("layers") if isinstance(export, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(spec, dict) for spec in layers):
+        raise ModelError(f"{model_path}: metadata does not describe the scoring export")
 
 
 def read_export(model_dir: str | Path, metadata: dict[str, Any]) -> ScoringExport:
@@ -144,6 +161,7 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
     leaves the previous model whole, and a reader never sees a mixture.
     """
     target = Path(model_dir).absolute()
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:
@@ -155,10 +173,7 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
         write_contents(staging)
         _sync_tree(staging)
         if target.exists():
-            if not (target / METADATA_FILE).is_file() and any(target.iterdir()):
-                raise ModelError(
-                    f"{target} exists and is not a spamcli model folder; not replacing it"
-                )
+            check_replaceable(target)
             _exchange(staging, target)  # staging now holds the previous model
             shutil.rmtree(staging, ignore_errors=True)
         else:
@@ -168,6 +183,18 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_replaceable(model_dir: str | Path) -> None:
+    """Refuse, before any work, to write a model over anything but a missing
+    path, an empty folder or another model folder."""
+    target = Path(model_dir)
+    if not target.exists() and not target.is_symlink():
+        return
+    if not target.is_dir():
+        raise ModelError(f"{target} exists and is not a folder; not replacing it")
+    if not (target / METADATA_FILE).is_file() and any(target.iterdir()):
+        raise ModelError(f"{target} exists and is not a spamcli model folder; not replacing it")
 
 
 def _sync_tree(directory: Path) -> None:

@@ -55,6 +55,7 @@ def train(
     """
     config = config or TrainingConfig()
     started = time.monotonic()
+    artifacts.check_replaceable(model_dir)
     corpus = load_corpus(sources, ham_paths, spam_paths, progress=reading_progress)
     require_both_classes(corpus, config.minimum_per_class)
     counts, fingerprint = corpus.counts(), corpus.fingerprint()

@@ -1,0 +1,41 @@
+# Targets a developer and CI use. `make test` is what CI runs (see .ci/run).
+
+PYTHON3 ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: help install test test-fast lint demo
+
+help:
+	@echo "make demo       install if needed, then classify data/samples/*.eml with the built-in model"
+	@echo "make test       install if needed, then run every test, slow ones included"
+	@echo "make test-fast  the tests not marked slow"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make install    (re)install the package and its test tools into $(VENV)"
+
+# The virtual environment, made and filled on first use. A failed install
+# removes $(PYTHON), so the next make tries again instead of using a
+# half-filled environment. After a change to the dependencies in setup.cfg,
+# run `make install`.
+$(PYTHON):
+	$(PYTHON3) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip && $(PYTHON) -m pip install -e '.[test]' || { rm -f $(PYTHON); exit 1; }
+
+install:
+	test -x $(PYTHON) || $(PYTHON3) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install -e '.[test]'
+
+test: $(PYTHON)
+	$(PYTHON) -m pytest
+
+test-fast: $(PYTHON)
+	$(PYTHON) -m pytest -m "not slow"
+
+lint: $(PYTHON)
+	$(VENV)/bin/ruff check spamcli tests
+	$(VENV)/bin/ruff format --check spamcli tests
+	$(VENV)/bin/mypy spamcli
+
+demo: $(PYTHON)
+	$(VENV)/bin/spamcli predict data/samples/*.eml
