@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from spamcli import __version__
-from spamcli.config import HEADER_POLICIES
+from spamcli.config import HEADER_POLICIES, TrainingConfig
 from spamcli.errors import SpamcliError
 
 # The built-in default model ships with the project, beside the package.
@@ -101,9 +101,15 @@ def cli() -> None:
 @cli.command()
 @labelled_sources
 @model_option
-@click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
 @click.option(
-    "--epochs", type=click.IntRange(1), default=30, show_default=True, help="Most epochs to train."
+    "--seed", type=int, default=TrainingConfig.seed, show_default=True, help="Random seed."
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=TrainingConfig.epochs,
+    show_default=True,
+    help="Most epochs to train.",
 )
 @click.option(
     "--headers",
@@ -131,7 +137,6 @@ def train(
     and text columns. With no sources at all, the SpamAssassin public corpus
     is fetched into data/ (if not there yet) and used.
     """
-    from spamcli.config import TrainingConfig
     from spamcli.training import train as train_model
 
     if not (sources or ham_paths or spam_paths):

@@ -23,11 +23,16 @@ Choices, and the reasons for them:
   is dropped: it usually carries a per-recipient tracking code that would only
   add tokens seen once.
 * The ``content`` policy keeps what the sender wrote (Subject, the sender's
-  name and domain, the body) and nothing that describes the receiving mailbox
-  or the relays (Received, To, Delivered-To, list headers). Those differ
-  between the corpora a model is trained on and the mail it later sees, which
-  makes training look easy and the model useless elsewhere (the SpamBayes
-  warning).
+  name and domain, the body) and the headers the sender's own software
+  stamped on the message (mail program, MIME headers, Reply-To,
+  Organization), and nothing that describes the receiving mailbox or the
+  relays (Received, To, Cc, Delivered-To, Return-Path, Message-ID, which a
+  relay may add, Date, list headers). Those differ between the corpora a
+  model is trained on and the mail it later sees, which makes training look
+  easy and the model useless elsewhere (the SpamBayes warning). The sender's
+  headers are real evidence: with a TF-IDF logistic regression they took
+  (1-AUC)% from 0.045 to 0.026 on the random split and from 1.87 to 1.70 on
+  the time split, where every header gave 3.31.
 * Header fields named ``X-Spam-*`` are skipped under every policy: spamcli's
   filter mode adds ``X-Spam-Flag``, ``X-Spam-Score`` and ``X-Spam-Status``,
   and a filtered message must score exactly as the original did.
@@ -57,9 +62,29 @@ from spamcli import config
 # ``attachment`` field (its MIME type and file name).
 _TEXT_TYPES = frozenset({"text/plain", "text/html"})
 
-# Header names kept by the ``content`` policy (``from`` is reduced to the
-# display name and the domain of the address, see _sender_text).
-_CONTENT_HEADERS = ("subject", "from")
+# Header names kept by the ``content`` policy (``from`` and ``reply-to`` are
+# reduced to the display name and the domain of the address, see
+# _sender_text): the sender's words, and what the sender's software wrote.
+_CONTENT_HEADERS = frozenset(
+    {
+        "subject",
+        "from",
+        "reply-to",
+        "organization",
+        "x-mailer",
+        "user-agent",
+        "x-mimeole",
+        "x-priority",
+        "x-msmail-priority",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+_ADDRESS_HEADERS = frozenset({"from", "reply-to"})
+# Field names extract_fields gives to parts of the body; under the ``all``
+# policy a header of the same name is skipped rather than taken for body text.
+_BODY_FIELDS = frozenset({"body", "url", "attachment"})
 
 # Prefix of the headers spamcli's own filter mode adds; never model input.
 _SPAMCLI_HEADER_PREFIX = "x-spam-"
@@ -210,15 +235,16 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
             return
         try:
             field = _header_text(name).lower()
-            if not field or field.startswith(_SPAMCLI_HEADER_PREFIX):
+            if not field or field.startswith(_SPAMCLI_HEADER_PREFIX) or field in _BODY_FIELDS:
                 continue
             if policy == "all":
                 collector.add(field, _header_text(value))
             elif field in _CONTENT_HEADERS and field not in taken_headers:
-                # Only the first Subject and From: a second one is a defect.
+                # Only the first of each: a second Subject or From is a defect.
                 taken_headers.add(field)
                 collector.add(
-                    field, _sender_text(value) if field == "from" else _header_text(value)
+                    field,
+                    _sender_text(value) if field in _ADDRESS_HEADERS else _header_text(value),
                 )
         except Exception:
             continue

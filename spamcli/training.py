@@ -162,7 +162,13 @@ def _fit(
 
     vectorizer = build_vectorizer(config.vocabulary_size)
     adapt_vectorizer(vectorizer, train_texts)
-    model = build_model(vectorizer, config.hidden_units, config.dropout, config.learning_rate)
+    model = build_model(
+        vectorizer,
+        config.hidden_units,
+        config.dropout,
+        config.learning_rate,
+        config.label_smoothing,
+    )
 
     # Class imbalance: each class weighs half of the loss.
     spam_count = int(train_is_spam.sum())
