@@ -117,7 +117,8 @@ def cli() -> None:
     type=click.Choice(HEADER_POLICIES),
     default="content",
     show_default=True,
-    help="Which headers the model reads: 'content' (Subject and sender only) or 'all'.",
+    help="Which headers the model reads: 'content' (what the sender and the sender's "
+    "mail program wrote; never the receiving mailbox's or relays' headers) or 'all'.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def train(
@@ -182,11 +183,12 @@ def predict(
 ) -> None:
     """Classify messages: one line per message on stdout.
 
-    PATHS are message files, folders (each file in them), mbox files or
-    Maildirs; '-' or no PATH reads one message from stdin. Text output is
-    'LABEL SCORE SOURCE'; JSON output is one object per line with source,
-    label and score (the spam probability). A path that cannot be read is
-    reported on stderr, the others are still classified, and the exit status
+    PATHS are message files, folders (each file in them), mbox files,
+    Maildirs or .tar/.tar.gz/.tar.bz2 archives; '-' or no PATH reads one
+    message from stdin. Text output is 'LABEL SCORE SOURCE'; JSON output is
+    one object per line with source, label and score (the spam
+    probability). A path that cannot be read is reported on stderr, the
+    others are still classified, and the exit status
     is 1.
     """
     from spamcli.corpus import ReadFailure
@@ -301,14 +303,15 @@ def fetch(name: str, dest_dir: Path | None, mirror: str | None) -> None:
     "source_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder with the SpamAssassin archives.  [default: data/spamassassin]",
+    help="Folder with the SpamAssassin archives.  "
+    "[default: data/spamassassin, or $SPAMCLI_DATA/spamassassin]",
 )
 @click.option(
     "--dest",
     "dest_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write the split.  [default: data/splits/SPLIT]",
+    help="Where to write the split.  [default: data/splits/SPLIT, or $SPAMCLI_DATA/splits/SPLIT]",
 )
 def split(split_name: str, source_dir: Path | None, dest_dir: Path | None) -> None:
     """Write a standard split of the SpamAssassin corpus as message files.

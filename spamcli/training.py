@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 from spamcli import __version__, artifacts
 from spamcli.config import HAM, MINIMUM_THRESHOLD, SPAM, TrainingConfig
 from spamcli.corpus import ReadFailure, load_corpus, require_both_classes
+from spamcli.errors import ModelError
 from spamcli.metrics import classification_metrics, threshold_for_false_positive_rate
 from spamcli.tokens import message_tokens
 
@@ -98,7 +99,7 @@ def train(
     export = _export(model)
     metadata = {
         "format_version": artifacts.FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "header_policy": config.header_policy,
         "hyperparameters": dataclasses.asdict(config),
@@ -256,7 +257,7 @@ def _check_export(
     exported_scores = Scorer(directory).score_texts(validation_texts)
     difference = float(np.max(np.abs(exported_scores - validation_scores), initial=0.0))
     if difference > EXPORT_TOLERANCE:
-        raise RuntimeError(
+        raise ModelError(
             f"the exported model differs from the Keras model by {difference:.2g}; not saved"
         )
     metadata["export"]["max_difference_on_validation"] = difference

@@ -1,7 +1,7 @@
 """The accuracy bar, trained and measured on the real SpamAssassin corpus.
 
-Marked slow: it trains a model with the default settings (about a minute on
-two cores) on the ``random`` train part and evaluates it on the test part.
+Marked slow: it trains a model with the default settings (about three
+minutes on two cores) on the ``random`` train part and evaluates it on the test part.
 """
 
 from __future__ import annotations

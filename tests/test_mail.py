@@ -19,7 +19,7 @@ from spamcli.mail import extract_fields, message_id
 MESSAGES_DIR = Path(__file__).parent / "messages"
 FIXTURE_NAMES = sorted(path.name for path in MESSAGES_DIR.glob("*.eml"))
 
-# What spamcli's filter mode adds at the top of a message it has scored.
+# What a spam filter adds at the top of a message it has scored.
 SPAMCLI_HEADERS = (
     b"X-Spam-Flag: YES\nX-Spam-Score: 0.97\nX-Spam-Status: Yes, score=0.97\n\tmodel=default\n"
 )
