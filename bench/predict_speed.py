@@ -1,0 +1,463 @@
+"""Start-up time, throughput and peak memory of `spamcli predict`.
+
+A mail filter starts one process per message, so start-up counts as much as
+speed on a corpus. The targets are reported, never enforced:
+
+    cold start       <= 2 x `python -c "import click"`
+    throughput       >= 1,500 messages/s on the SpamAssassin corpus
+    peak RSS         <= 100 MiB for one message, <= 400 MiB for the corpus
+
+Every measurement is a new process, and the baselines are measured in the
+same run as spamcli, so the figures compare under the same load:
+
+    cold start   python -c pass, python -c "import click", python -c "import
+                 numpy", spamcli predict SAMPLE: the median of --runs runs
+                 (hyperfine --export-json when installed, else perf_counter
+                 around subprocess.run), each also run once under GNU time
+    throughput   spamcli predict on the five .tar.bz2 archives, and on the
+                 same messages unpacked into a temporary folder; bogofilter
+                 in bulk mode (-b) on the unpacked files, trained with -s/-n
+                 on the random split's train part: the median of
+                 --corpus-runs runs, each under GNU `/usr/bin/time -v` for
+                 its peak RSS
+
+Throughput is messages over the whole command's wall time, start-up
+included. Children run without PYTHONDONTWRITEBYTECODE, after warm-up runs,
+so Python reads cached bytecode as it does after `pip install`.
+
+Results go to stdout, progress to stderr. Exit status: 0 when everything was
+measured (whatever the verdicts), 1 when a measurement failed, 2 for a usage
+error or a missing corpus.
+
+    .venv/bin/python bench/predict_speed.py [--runs 10] [--model models/default]
+        [--corpus-runs 3] [--corpus ../shared/corpora/spamassassin]
+        [--sample data/samples/spam-prize.eml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS_DIR = REPOSITORY_DIR.parent / "shared" / "corpora" / "spamassassin"
+DEFAULT_MODEL_DIR = REPOSITORY_DIR / "models" / "default"
+DEFAULT_SAMPLE = REPOSITORY_DIR / "data" / "samples" / "spam-prize.eml"
+# The train part of `spamcli corpus split random`, used if already written.
+DEFAULT_SPLIT_DIR = REPOSITORY_DIR / "data" / "splits" / "random"
+SPAMASSASSIN_FOLDERS = ("easy_ham", "easy_ham_2", "hard_ham", "spam", "spam_2")
+GNU_TIME = Path("/usr/bin/time")
+MIB = 1024 * 1024
+
+COLD_START_RATIO_TARGET = 2.0  # predict / `import click`
+THROUGHPUT_TARGET = 1500  # messages/s
+SINGLE_RSS_TARGET_MIB = 100
+CORPUS_RSS_TARGET_MIB = 400
+
+# GNU time -v: "Maximum resident set size (kbytes): 812345"
+_MAX_RSS_LINE = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+
+
+class MeasurementError(Exception):
+    """A command failed or its figures could not be read."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    median_seconds: float
+    runs: int
+    peak_rss_kib: int | None = None
+    messages: int | None = None
+
+    @property
+    def messages_per_second(self) -> float | None:
+        return self.messages / self.median_seconds if self.messages else None
+
+
+def main() -> int:
+    arguments = parse_arguments()
+    archives = [arguments.corpus / f"{folder}.tar.bz2" for folder in SPAMASSASSIN_FOLDERS]
+    if not all(path.is_file() for path in archives):
+        print(f"predict_speed: the five SpamAssassin archives are not all in {arguments.corpus}")
+        return 2
+    spamcli = Path(sys.executable).parent / "spamcli"
+    if not spamcli.is_file():
+        print(f"predict_speed: no spamcli script beside {sys.executable}", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()
+    try:
+        with tempfile.TemporaryDirectory(prefix="spamcli-predict-speed-") as temporary:
+            work_dir = Path(temporary).resolve()
+            if REPOSITORY_DIR in work_dir.parents:
+                raise MeasurementError(f"the temporary folder {work_dir} is inside the repository")
+            report = run_benchmark(arguments, spamcli, archives, work_dir)
+    except MeasurementError as error:
+        print(f"predict_speed: measurement failed: {error}", file=sys.stderr)
+        return 1
+    load_after = os.getloadavg()
+    print_report(arguments, report, load_before, load_after)
+    return 0
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=positive, default=10, help="cold-start runs per command")
+    parser.add_argument(
+        "--corpus-runs", type=positive, default=3, help="runs of each whole-corpus command"
+    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS_DIR)
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    arguments = parser.parse_args()
+    arguments.model = arguments.model.resolve()
+    arguments.corpus = arguments.corpus.resolve()
+    arguments.sample = arguments.sample.resolve()
+    if not arguments.sample.is_file():
+        parser.error(f"no sample message at {arguments.sample}")
+    return arguments
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Report:
+    timer: str
+    cold_starts: list[Timing]
+    corpus_runs: list[Timing]
+    bogofilter_note: str
+
+
+def run_benchmark(
+    arguments: argparse.Namespace, spamcli: Path, archives: list[Path], work_dir: Path
+) -> Report:
+    python = sys.executable
+    predict = [str(spamcli), "predict", "-m", str(arguments.model)]
+    cold_commands = {
+        "python -c pass": [python, "-c", "pass"],
+        'python -c "import click"': [python, "-c", "import click"],
+        'python -c "import numpy"': [python, "-c", "import numpy"],
+        f"spamcli predict {arguments.sample.name}": [*predict, str(arguments.sample)],
+    }
+    progress(f"cold start: {len(cold_commands)} commands, {arguments.runs} runs each")
+    timer, cold_starts = time_cold_starts(cold_commands, arguments.runs, work_dir)
+
+    unpacked_dir = work_dir / "unpacked"
+    progress(f"unpacking the archives into {unpacked_dir}")
+    message_files = unpack(archives, unpacked_dir)
+
+    corpus_runs = [
+        time_corpus_command(
+            "spamcli predict ARCHIVES", [*predict, *map(str, archives)], arguments.corpus_runs
+        ),
+        time_corpus_command(
+            "spamcli predict FOLDER", [*predict, str(unpacked_dir)], arguments.corpus_runs
+        ),
+    ]
+    for timing in corpus_runs:
+        if timing.messages != len(message_files):
+            raise MeasurementError(
+                f"{timing.name} classified {timing.messages} messages, "
+                f"but the archives hold {len(message_files)}"
+            )
+    bogofilter = shutil.which("bogofilter")
+    if bogofilter is None:
+        note = "bogofilter is not installed (apt-get install -y bogofilter): not measured"
+    else:
+        timing, note = time_bogofilter(
+            bogofilter, message_files, work_dir, arguments.corpus, arguments.corpus_runs
+        )
+        corpus_runs.append(timing)
+    return Report(timer, cold_starts, corpus_runs, note)
+
+
+# --------------------------------------------------------------------------
+# Running commands
+
+
+def child_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    environment.pop("SPAMCLI_MODEL", None)
+    return environment
+
+
+def time_cold_starts(
+    commands: dict[str, list[str]], runs: int, work_dir: Path
+) -> tuple[str, list[Timing]]:
+    """Median wall time of each command, and its peak RSS from one more run."""
+    hyperfine = shutil.which("hyperfine")
+    if hyperfine is not None:
+        medians = hyperfine_medians(hyperfine, commands, runs, work_dir)
+        timer = "hyperfine " + tool_version([hyperfine, "--version"]).removeprefix("hyperfine ")
+    else:
+        progress("hyperfine is not installed (apt-get install -y hyperfine): using perf_counter")
+        medians = {name: perf_counter_median(command, runs) for name, command in commands.items()}
+        timer = "time.perf_counter around subprocess.run"
+    timings = []
+    for name, command in commands.items():
+        peak_rss_kib, _ = run_measured(command, stdout=subprocess.DEVNULL)
+        timings.append(Timing(name, medians[name], runs, peak_rss_kib))
+    return timer, timings
+
+
+def hyperfine_medians(
+    hyperfine: str, commands: dict[str, list[str]], runs: int, work_dir: Path
+) -> dict[str, float]:
+    export_path = work_dir / "hyperfine.json"
+    arguments = [hyperfine, "--shell=none", "--warmup", "2", "--runs", str(runs)]
+    arguments += ["--style", "basic", "--export-json", str(export_path)]
+    for name, command in commands.items():
+        arguments += ["--command-name", name, shlex.join(command)]
+    # hyperfine reports progress on stdout, which carries results only here.
+    completed = subprocess.run(arguments, stdout=sys.stderr, env=child_environment())
+    if completed.returncode != 0:
+        raise MeasurementError(f"hyperfine exited with status {completed.returncode}")
+    results = json.loads(export_path.read_text(encoding="utf-8"))["results"]
+    return {result["command"]: float(result["median"]) for result in results}
+
+
+def perf_counter_median(command: list[str], runs: int) -> float:
+    environment = child_environment()
+    for _ in range(2):  # warm-up: page cache and bytecode
+        run_checked(command, environment, stdout=subprocess.DEVNULL)
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run_checked(command, environment, stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def run_checked(
+    command: list[str], environment: dict[str, str], **options: object
+) -> subprocess.CompletedProcess[bytes]:
+    completed = subprocess.run(command, env=environment, stderr=subprocess.PIPE, **options)  # type: ignore[call-overload]
+    if completed.returncode != 0:
+        stderr = completed.stderr.decode(errors="replace").strip()
+        raise MeasurementError(
+            f"{shlex.join(command)} exited with status {completed.returncode}: {stderr[-500:]}"
+        )
+    return completed
+
+
+def run_measured(command: list[str], **options: object) -> tuple[int | None, float]:
+    """Run COMMAND once; return its peak RSS in KiB (None without GNU time)
+    and its wall time in seconds."""
+    environment = child_environment()
+    if not os.access(GNU_TIME, os.X_OK):
+        started = time.perf_counter()
+        run_checked(command, environment, **options)
+        return None, time.perf_counter() - started
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        run_checked([str(GNU_TIME), "-v", "-o", report.name, *command], environment, **options)
+        seconds = time.perf_counter() - started
+        match = _MAX_RSS_LINE.search(report.read())
+    if match is None:
+        raise MeasurementError(f"no peak RSS in GNU time's report on {shlex.join(command)}")
+    return int(match.group(1)), seconds
+
+
+def time_corpus_command(
+    name: str, command: list[str], runs: int, stdin_text: str | None = None
+) -> Timing:
+    """Median wall time of a whole-corpus command; messages = its output lines."""
+    progress(f"{name}: {runs} runs")
+    seconds = []
+    peaks = []
+    line_counts = set()
+    for _ in range(runs):
+        with tempfile.TemporaryFile() as output:
+            peak, wall = run_measured(
+                command,
+                stdout=output,
+                input=stdin_text.encode() if stdin_text is not None else None,
+            )
+            output.seek(0)
+            line_counts.add(sum(1 for _ in output))
+        seconds.append(wall)
+        if peak is not None:
+            peaks.append(peak)
+        progress(f"  {wall:.2f} s")
+    if len(line_counts) != 1:
+        raise MeasurementError(f"{name} printed {sorted(line_counts)} lines in different runs")
+    peak_rss = int(statistics.median(peaks)) if peaks else None
+    return Timing(name, statistics.median(seconds), runs, peak_rss, line_counts.pop())
+
+
+def tool_version(command: list[str]) -> str:
+    completed = subprocess.run(command, capture_output=True, text=True)
+    return (completed.stdout or completed.stderr).strip().splitlines()[0]
+
+
+# --------------------------------------------------------------------------
+# The corpus as files, and bogofilter
+
+
+def unpack(archives: Sequence[Path], destination: Path) -> list[Path]:
+    """Extract the archives; return the message files, as spamcli reads them
+    (no hidden files, no `cmds` index files)."""
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, filter="data")
+    return sorted(
+        path
+        for path in destination.rglob("*")
+        if path.is_file()
+        and path.name != "cmds"
+        and not any(part.startswith(".") for part in path.relative_to(destination).parts)
+    )
+
+
+def time_bogofilter(
+    bogofilter: str, message_files: list[Path], work_dir: Path, corpus_dir: Path, runs: int
+) -> tuple[Timing, str]:
+    train_dir = DEFAULT_SPLIT_DIR / "train"
+    if not all((train_dir / label).is_dir() for label in ("ham", "spam")):
+        from spamcli.corpus import write_split
+
+        progress(f"writing the random split to {work_dir / 'split'}")
+        write_split(corpus_dir, "random", work_dir / "split")
+        train_dir = work_dir / "split" / "train"
+    database_dir = work_dir / "bogofilter"
+    database_dir.mkdir()
+    base = [bogofilter, "-C", "-d", str(database_dir)]
+    environment = child_environment()
+    trained = {}
+    started = time.perf_counter()
+    for label, flag in (("spam", "-s"), ("ham", "-n")):
+        files = sorted(path for path in (train_dir / label).iterdir() if path.is_file())
+        listing = "".join(f"{path}\n" for path in files)
+        run_checked([*base, flag, "-b"], environment, input=listing.encode())
+        trained[label] = len(files)
+    training_seconds = time.perf_counter() - started
+    version = tool_version([bogofilter, "-V"])
+    listing = "".join(f"{path}\n" for path in message_files)
+    # -T: one "file label score" line a file; the exit status is the last
+    # message's verdict (0 spam, 1 ham, 2 unsure), 3 an error.
+    timing = time_corpus_command_allowing(
+        "bogofilter -b (FOLDER files)", [*base, "-T", "-b"], runs, listing, ok_statuses=(0, 1, 2)
+    )
+    note = (
+        f"{version}; trained with -s/-n -b on {trained['spam']} spam and {trained['ham']} ham "
+        f"of {train_dir} in {training_seconds:.1f} s"
+    )
+    return timing, note
+
+
+def time_corpus_command_allowing(
+    name: str, command: list[str], runs: int, stdin_text: str, ok_statuses: tuple[int, ...]
+) -> Timing:
+    """time_corpus_command for a program whose exit status is a verdict."""
+    wrapper = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys; status = subprocess.run(sys.argv[2:]).returncode; "
+        "sys.exit(0 if status in map(int, sys.argv[1].split(',')) else status)",
+        ",".join(map(str, ok_statuses)),
+        *command,
+    ]
+    timing = time_corpus_command(name, wrapper, runs, stdin_text)
+    return timing
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def print_report(
+    arguments: argparse.Namespace,
+    report: Report,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+) -> None:
+    print(f"predict_speed: model {arguments.model}, {os.cpu_count()} CPUs")
+    print(
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+        "another process's load makes every figure worse, baselines included"
+    )
+    print()
+    print(f"Cold start: median of {arguments.runs} runs, new process each ({report.timer})")
+    print(f"{'command':<34} {'median ms':>10} {'peak RSS MiB':>13}")
+    for timing in report.cold_starts:
+        print(
+            f"{timing.name:<34} {1000 * timing.median_seconds:>10.1f} "
+            f"{mebibytes(timing.peak_rss_kib):>13}"
+        )
+    click_seconds = report.cold_starts[1].median_seconds
+    predict_cold = report.cold_starts[-1]
+    ratio = predict_cold.median_seconds / click_seconds
+    print(f"predict / import click: {ratio:.2f}x")
+    print()
+    messages = report.corpus_runs[0].messages
+    print(
+        f"Throughput: {messages:,} messages, median of {arguments.corpus_runs} runs, "
+        "start-up included"
+    )
+    print(f"{'command':<34} {'median s':>10} {'messages/s':>11} {'peak RSS MiB':>13}")
+    for timing in report.corpus_runs:
+        print(
+            f"{timing.name:<34} {timing.median_seconds:>10.2f} "
+            f"{timing.messages_per_second or 0:>11,.0f} {mebibytes(timing.peak_rss_kib):>13}"
+        )
+    print(f"bogofilter: {report.bogofilter_note}")
+    print()
+    best_spamcli = max(report.corpus_runs[:2], key=lambda timing: timing.messages_per_second or 0)
+    corpus_rss = max(
+        (timing.peak_rss_kib or 0 for timing in report.corpus_runs[:2]), default=0
+    ) or None
+    rows = [
+        (
+            f"cold start <= {COLD_START_RATIO_TARGET:g}x import click",
+            f"{ratio:.2f}x",
+            ratio <= COLD_START_RATIO_TARGET,
+        ),
+        (
+            f"throughput >= {THROUGHPUT_TARGET:,} messages/s",
+            f"{best_spamcli.messages_per_second or 0:,.0f} ({best_spamcli.name.split()[-1]})",
+            (best_spamcli.messages_per_second or 0) >= THROUGHPUT_TARGET,
+        ),
+        rss_row("peak RSS, one message", predict_cold.peak_rss_kib, SINGLE_RSS_TARGET_MIB),
+        rss_row("peak RSS, whole corpus", corpus_rss, CORPUS_RSS_TARGET_MIB),
+    ]
+    print("Targets (reported, not enforced)")
+    print(f"{'target':<38} {'measured':>18} {'verdict':>8}")
+    for target, measured, met in rows:
+        verdict = "n/a" if met is None else ("met" if met else "MISSED")
+        print(f"{target:<38} {measured:>18} {verdict:>8}")
+
+
+def rss_row(label: str, peak_rss_kib: int | None, limit_mib: int) -> tuple[str, str, bool | None]:
+    met = None if peak_rss_kib is None else peak_rss_kib * 1024 <= limit_mib * MIB
+    return f"{label} <= {limit_mib} MiB", f"{mebibytes(peak_rss_kib)} MiB", met
+
+
+def mebibytes(kib: int | None) -> str:
+    return "n/a" if kib is None else f"{kib * 1024 / MIB:.0f}"
+
+
+def progress(message: str) -> None:
+    print(f"predict_speed: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
