@@ -51,6 +51,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 REPOSITORY_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS_DIR = REPOSITORY_DIR.parent / "shared" / "corpora" / "spamassassin"
@@ -92,7 +93,10 @@ def main() -> int:
     arguments = parse_arguments()
     archives = [arguments.corpus / f"{folder}.tar.bz2" for folder in SPAMASSASSIN_FOLDERS]
     if not all(path.is_file() for path in archives):
-        print(f"predict_speed: the five SpamAssassin archives are not all in {arguments.corpus}")
+        print(
+            f"predict_speed: the five SpamAssassin archives are not all in {arguments.corpus}",
+            file=sys.stderr,
+        )
         return 2
     spamcli = Path(sys.executable).parent / "spamcli"
     if not spamcli.is_file():
@@ -214,7 +218,7 @@ def time_cold_starts(
         timer = "time.perf_counter around subprocess.run"
     timings = []
     for name, command in commands.items():
-        peak_rss_kib, _ = run_measured(command, stdout=subprocess.DEVNULL)
+        peak_rss_kib, _ = run_measured(command, subprocess.DEVNULL)
         timings.append(Timing(name, medians[name], runs, peak_rss_kib))
     return timer, timings
 
@@ -238,38 +242,54 @@ def hyperfine_medians(
 def perf_counter_median(command: list[str], runs: int) -> float:
     environment = child_environment()
     for _ in range(2):  # warm-up: page cache and bytecode
-        run_checked(command, environment, stdout=subprocess.DEVNULL)
+        run_checked(command, environment, subprocess.DEVNULL)
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
-        run_checked(command, environment, stdout=subprocess.DEVNULL)
+        run_checked(command, environment, subprocess.DEVNULL)
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds)
 
 
 def run_checked(
-    command: list[str], environment: dict[str, str], **options: object
-) -> subprocess.CompletedProcess[bytes]:
-    completed = subprocess.run(command, env=environment, stderr=subprocess.PIPE, **options)  # type: ignore[call-overload]
-    if completed.returncode != 0:
+    command: list[str],
+    environment: dict[str, str],
+    stdout: int | IO[bytes] | None = None,
+    stdin_bytes: bytes | None = None,
+    ok_statuses: tuple[int, ...] = (0,),
+) -> None:
+    completed = subprocess.run(
+        command, env=environment, stdout=stdout, stderr=subprocess.PIPE, input=stdin_bytes
+    )
+    if completed.returncode not in ok_statuses:
         stderr = completed.stderr.decode(errors="replace").strip()
         raise MeasurementError(
             f"{shlex.join(command)} exited with status {completed.returncode}: {stderr[-500:]}"
         )
-    return completed
 
 
-def run_measured(command: list[str], **options: object) -> tuple[int | None, float]:
+def run_measured(
+    command: list[str],
+    stdout: int | IO[bytes],
+    stdin_bytes: bytes | None = None,
+    ok_statuses: tuple[int, ...] = (0,),
+) -> tuple[int | None, float]:
     """Run COMMAND once; return its peak RSS in KiB (None without GNU time)
-    and its wall time in seconds."""
+    and its wall time in seconds. GNU time exits with its command's status."""
     environment = child_environment()
     if not os.access(GNU_TIME, os.X_OK):
         started = time.perf_counter()
-        run_checked(command, environment, **options)
+        run_checked(command, environment, stdout, stdin_bytes, ok_statuses)
         return None, time.perf_counter() - started
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         started = time.perf_counter()
-        run_checked([str(GNU_TIME), "-v", "-o", report.name, *command], environment, **options)
+        run_checked(
+            [str(GNU_TIME), "-v", "-o", report.name, *command],
+            environment,
+            stdout,
+            stdin_bytes,
+            ok_statuses,
+        )
         seconds = time.perf_counter() - started
         match = _MAX_RSS_LINE.search(report.read())
     if match is None:
@@ -278,7 +298,11 @@ def run_measured(command: list[str], **options: object) -> tuple[int | None, flo
 
 
 def time_corpus_command(
-    name: str, command: list[str], runs: int, stdin_text: str | None = None
+    name: str,
+    command: list[str],
+    runs: int,
+    stdin_text: str | None = None,
+    ok_statuses: tuple[int, ...] = (0,),
 ) -> Timing:
     """Median wall time of a whole-corpus command; messages = its output lines."""
     progress(f"{name}: {runs} runs")
@@ -287,11 +311,8 @@ def time_corpus_command(
     line_counts = set()
     for _ in range(runs):
         with tempfile.TemporaryFile() as output:
-            peak, wall = run_measured(
-                command,
-                stdout=output,
-                input=stdin_text.encode() if stdin_text is not None else None,
-            )
+            stdin_bytes = stdin_text.encode() if stdin_text is not None else None
+            peak, wall = run_measured(command, output, stdin_bytes, ok_statuses)
             output.seek(0)
             line_counts.add(sum(1 for _ in output))
         seconds.append(wall)
@@ -347,37 +368,25 @@ def time_bogofilter(
     for label, flag in (("spam", "-s"), ("ham", "-n")):
         files = sorted(path for path in (train_dir / label).iterdir() if path.is_file())
         listing = "".join(f"{path}\n" for path in files)
-        run_checked([*base, flag, "-b"], environment, input=listing.encode())
+        run_checked([*base, flag, "-b"], environment, stdin_bytes=listing.encode())
         trained[label] = len(files)
     training_seconds = time.perf_counter() - started
     version = tool_version([bogofilter, "-V"])
     listing = "".join(f"{path}\n" for path in message_files)
     # -T: one "file label score" line a file; the exit status is the last
     # message's verdict (0 spam, 1 ham, 2 unsure), 3 an error.
-    timing = time_corpus_command_allowing(
+    timing = time_corpus_command(
         "bogofilter -b (FOLDER files)", [*base, "-T", "-b"], runs, listing, ok_statuses=(0, 1, 2)
     )
+    if timing.messages != len(message_files):
+        raise MeasurementError(
+            f"bogofilter printed {timing.messages} lines for {len(message_files)} messages"
+        )
     note = (
         f"{version}; trained with -s/-n -b on {trained['spam']} spam and {trained['ham']} ham "
         f"of {train_dir} in {training_seconds:.1f} s"
     )
     return timing, note
-
-
-def time_corpus_command_allowing(
-    name: str, command: list[str], runs: int, stdin_text: str, ok_statuses: tuple[int, ...]
-) -> Timing:
-    """time_corpus_command for a program whose exit status is a verdict."""
-    wrapper = [
-        sys.executable,
-        "-c",
-        "import subprocess, sys; status = subprocess.run(sys.argv[2:]).returncode; "
-        "sys.exit(0 if status in map(int, sys.argv[1].split(',')) else status)",
-        ",".join(map(str, ok_statuses)),
-        *command,
-    ]
-    timing = time_corpus_command(name, wrapper, runs, stdin_text)
-    return timing
 
 
 # --------------------------------------------------------------------------
@@ -396,7 +405,10 @@ def print_report(
         "another process's load makes every figure worse, baselines included"
     )
     print()
-    print(f"Cold start: median of {arguments.runs} runs, new process each ({report.timer})")
+    print(
+        f"Cold start: median of {plural(arguments.runs, 'run')}, new process each "
+        f"({report.timer}); peak RSS from one more run"
+    )
     print(f"{'command':<34} {'median ms':>10} {'peak RSS MiB':>13}")
     for timing in report.cold_starts:
         print(
@@ -410,7 +422,7 @@ def print_report(
     print()
     messages = report.corpus_runs[0].messages
     print(
-        f"Throughput: {messages:,} messages, median of {arguments.corpus_runs} runs, "
+        f"Throughput: {messages:,} messages, median of {plural(arguments.corpus_runs, 'run')}, "
         "start-up included"
     )
     print(f"{'command':<34} {'median s':>10} {'messages/s':>11} {'peak RSS MiB':>13}")
@@ -422,9 +434,9 @@ def print_report(
     print(f"bogofilter: {report.bogofilter_note}")
     print()
     best_spamcli = max(report.corpus_runs[:2], key=lambda timing: timing.messages_per_second or 0)
-    corpus_rss = max(
-        (timing.peak_rss_kib or 0 for timing in report.corpus_runs[:2]), default=0
-    ) or None
+    corpus_rss = (
+        max((timing.peak_rss_kib or 0 for timing in report.corpus_runs[:2]), default=0) or None
+    )
     rows = [
         (
             f"cold start <= {COLD_START_RATIO_TARGET:g}x import click",
@@ -453,6 +465,10 @@ def rss_row(label: str, peak_rss_kib: int | None, limit_mib: int) -> tuple[str, 
 
 def mebibytes(kib: int | None) -> str:
     return "n/a" if kib is None else f"{kib * 1024 / MIB:.0f}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def progress(message: str) -> None:

@@ -88,22 +88,17 @@ def train(
     )
     validation_scores = _predict(model, validation_texts, config.batch_size)
     validation_is_spam = is_spam[validation_rows]
-    threshold = threshold_for_false_positive_rate(
-        validation_scores[~validation_is_spam],
-        config.target_false_positive_rate,
-        MINIMUM_THRESHOLD,
-    )
-    validation = classification_metrics(validation_is_spam, validation_scores, threshold)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
 
     export = _export(model)
-    metadata = {
+    metadata: dict[str, Any] = {
         "format_version": artifacts.FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "header_policy": config.header_policy,
         "hyperparameters": dataclasses.asdict(config),
-        "threshold": threshold,
+        # Provisional, so that the folder loads for the export check below.
+        "threshold": MINIMUM_THRESHOLD,
         "training_data": {
             "sources": [str(path) for path in sources],
             "ham_paths": [str(path) for path in ham_paths],
@@ -115,7 +110,6 @@ def train(
             "validation_messages": len(validation_texts),
         },
         "training": {"epochs_run": len(history["val_loss"]), "best_epoch": best_epoch},
-        "validation": validation,
         "vocabulary_size": len(export.vocabulary),
     }
 
@@ -123,7 +117,19 @@ def train(
         inference_model = _without_optimizer(model)
         inference_model.save(directory / artifacts.KERAS_FILE)
         metadata["export"] = artifacts.write_export(directory, export)
-        _check_export(directory, metadata, validation_texts, validation_scores)
+        exported_scores = _check_export(directory, metadata, validation_texts, validation_scores)
+        # The threshold and the validation figures come from the scores
+        # `predict` will compute, not Keras': the two differ in the last
+        # float32 bit, enough to flip the ham the threshold sits just above.
+        threshold = threshold_for_false_positive_rate(
+            exported_scores[~validation_is_spam],
+            config.target_false_positive_rate,
+            MINIMUM_THRESHOLD,
+        )
+        metadata["threshold"] = threshold
+        metadata["validation"] = classification_metrics(
+            validation_is_spam, exported_scores, threshold
+        )
         artifacts.write_metadata(directory, metadata)
 
     written = artifacts.write_model_dir(model_dir, write_contents)
@@ -136,8 +142,8 @@ def train(
         validation_messages=len(validation_texts),
         epochs_run=len(history["val_loss"]),
         best_epoch=best_epoch,
-        threshold=threshold,
-        validation=validation,
+        threshold=metadata["threshold"],
+        validation=metadata["validation"],
         seconds=time.monotonic() - started,
     )
 
@@ -250,7 +256,8 @@ def _check_export(
     metadata: dict[str, Any],
     validation_texts: list[str],
     validation_scores: np.ndarray,
-) -> None:
+) -> np.ndarray:
+    """The exported model's validation scores, after checking them against Keras'."""
     from spamcli.scoring import Scorer
 
     artifacts.write_metadata(directory, metadata)
@@ -261,6 +268,7 @@ def _check_export(
             f"the exported model differs from the Keras model by {difference:.2g}; not saved"
         )
     metadata["export"]["max_difference_on_validation"] = difference
+    return exported_scores
 
 
 def _versions() -> dict[str, str]:
