@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from spamcli.config import SPAM
-from spamcli.corpus import load_corpus
+from spamcli.corpus import RawMessage, load_corpus
 from spamcli.metrics import classification_metrics
-from spamcli.scoring import Scorer
+from spamcli.scoring import Classification, Scorer, classify
 
 
 def evaluate(
@@ -23,7 +23,8 @@ def evaluate(
     (the model's own unless given), plus what could not be read."""
     scorer = Scorer(model_dir)
     corpus = load_corpus(sources, ham_paths, spam_paths)
-    scores = scorer.score_messages(message.raw for message in corpus.messages)
+    messages = (RawMessage(message.source, message.raw) for message in corpus.messages)
+    scores = [item.score for item in classify(scorer, messages) if isinstance(item, Classification)]
     is_spam = [message.label == SPAM for message in corpus.messages]
     cut_off = scorer.threshold if threshold is None else threshold
     result = classification_metrics(is_spam, scores, cut_off)

@@ -7,7 +7,10 @@ everything else runs on NumPy and the hand-made model of conftest.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ from hypothesis import strategies as st
 
 from spamcli import scoring
 from spamcli.artifacts import ScoringExport
-from spamcli.corpus import RawMessage, ReadFailure
+from spamcli.corpus import RawMessage, ReadFailure, iter_messages
 from spamcli.scoring import Classification, Scorer, classify
 from spamcli.tokens import MAX_TOKEN_LENGTH, message_tokens, ngrams, token_string, tokenize
 
@@ -252,3 +255,36 @@ def test_scoring_classify_keeps_order_and_passes_failures_through(
     expected = scorer.score_messages(raws)
     assert [result.score for result in classified] == pytest.approx(list(expected), abs=0)
     assert [result.label for result in classified] == ["spam", "ham"] * 3
+
+
+def test_scoring_worker_processes_keep_scores_and_order(
+    tmp_path: Path, trained_model_dir: Path, generate_mail: Any
+) -> None:
+    # More than two batches, with an unreadable path in the middle: a
+    # subprocess (no TensorFlow loaded, so it forks workers) must print the
+    # same lines, in the same order, as scoring in this process.
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for number, raw in enumerate(generate_mail("spam", 150, 5) + generate_mail("ham", 150, 6)):
+        (folder / f"{number:04d}.eml").write_bytes(raw)
+    paths = [str(folder), str(tmp_path / "missing"), str(folder)]
+    worker_count = 2
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "spamcli", "predict", *paths, "-m", str(trained_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    scorer = Scorer(trained_model_dir)
+    messages = [item for path in paths for item in iter_messages(path)]
+    expected = [
+        f"{item.label} {item.score:.6f} {item.source}"
+        for item in classify(scorer, messages, workers=1)
+        if isinstance(item, Classification)
+    ]
+    assert scoring.BATCH_SIZE * worker_count < len(expected)
+    assert completed.stdout.splitlines() == expected
+    assert completed.returncode == 1
+    assert "missing" in completed.stderr
