@@ -19,18 +19,14 @@ Two rules hold everywhere:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import itertools
-import lzma
 import os
 import re
 import secrets
 import shutil
 import stat
-import tarfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +93,17 @@ _INDEX_FILE_NAMES = frozenset({"cmds"})
 # What a corrupt or truncated archive raises, depending on its compression:
 # tarfile's own errors, OSError ("Invalid data stream" from bz2,
 # BadGzipFile), EOFError (truncated bz2/gzip/xz), zlib.error, LZMAError.
-_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+# tarfile, lzma, zlib and csv are imported where they are used: a mail
+# filter that scores one message file never needs them, and they cost it
+# several milliseconds of start-up.
+
+
+def _archive_errors() -> tuple[type[BaseException], ...]:
+    import lzma
+    import tarfile
+    import zlib
+
+    return (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 # An mbox separator after the first one must look like a real envelope line,
 # "From sender date" with a time and a year, as mutt's is_from() requires.
@@ -382,11 +388,14 @@ def _iter_archive(
     it was faster on the five SpamAssassin archives (1.15 s against 1.46 s;
     decompressing them alone takes 1.2 s).
     """
+    import tarfile
+
+    archive_errors = _archive_errors()
     try:
         # Opened apart from the "with" below, to tell a file that is no archive
         # from one that breaks part-way.
         archive = tarfile.open(fileobj=stream, mode="r:*")  # noqa: SIM115
-    except _ARCHIVE_ERRORS:
+    except archive_errors:
         # tarfile's own message lists every compression it tried, one per
         # line; what a user needs is the verdict.
         yield _Found(ReadFailure(source, "not a tar archive, or a corrupt one"), folders)
@@ -415,7 +424,7 @@ def _iter_archive(
                     else:
                         raw = member_stream.read()
                         yield _Found(RawMessage(member_source, raw), member_folders)
-    except _ARCHIVE_ERRORS as error:
+    except archive_errors as error:
         # The messages before the damage have been yielded already.
         reason = f"corrupt or truncated archive: {_reason(error)}"
         yield _Found(ReadFailure(source, reason), folders)
@@ -528,6 +537,8 @@ def _iter_table(path: Path) -> Iterator[LabelledMessage | ReadFailure]:
     except (_NotRegularFile, OSError) as error:
         yield ReadFailure(source, _reason(error))
         return
+    import csv
+
     # surrogateescape keeps bytes that are not UTF-8 (a Latin-1 export, say)
     # and gives them back unchanged when the text is encoded again below;
     # utf-8-sig drops the byte-order mark spreadsheet programs write.

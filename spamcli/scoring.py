@@ -2,35 +2,46 @@
 
 ``import tensorflow`` alone costs 5.6 s and 560 MiB here, longer than a mail
 filter may take for a whole message; the exported vocabulary and Dense
-weights give the same scores with NumPy. The first layer never builds the
+weights give the same scores without it. The first layer never builds the
 multi-hot vector: its output is the sum of the kernel rows of the n-grams
 present, scaled by the vector's L2 norm, which is what the Keras model
 computes, in a fraction of the time.
+
+Two ways to compute the same scores: a few messages are scored with the
+standard library alone, reading only the kernel rows they use from a memory
+map, because importing NumPy would cost more than the whole message; batches
+are scored with NumPy. Both compute in double precision, so they agree to
+about 1e-15, far inside the margin above the threshold (metrics.py).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import math
 import multiprocessing
+import operator
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
 from spamcli.config import HAM, SPAM
 from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.tokens import message_tokens, ngrams
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # TextVectorization puts every out-of-vocabulary n-gram in bucket 0.
 OUT_OF_VOCABULARY_INDEX = 0
 # Keras' UnitNormalization clips 1/norm at 1/epsilon, epsilon = 1e-12.
 NORMALIZATION_EPSILON = 1e-12
+# Up to this many messages at once are scored without NumPy.
+LIGHT_BATCH_LIMIT = 8
 
 
 @dataclass(frozen=True)
@@ -45,12 +56,15 @@ class Scorer:
     def __init__(self, model_dir: str | Path) -> None:
         self.model_dir = Path(model_dir)
         self.metadata: dict[str, Any] = artifacts.read_metadata(self.model_dir)
-        export = artifacts.read_export(self.model_dir, self.metadata)
         self.header_policy: str = self.metadata["header_policy"]
         self.threshold: float = float(self.metadata["threshold"])
-        self._index = {term: position for position, term in enumerate(export.vocabulary)}
-        self._l2_normalize = export.l2_normalize
-        self._layers = export.layers
+        self._vocabulary = artifacts.read_vocabulary(self.model_dir)
+        self._index = dict(zip(self._vocabulary, range(len(self._vocabulary)), strict=True))
+        # Checks every shape now, so that a broken model fails here, whole.
+        self._light = artifacts.read_light_export(
+            self.model_dir, self.metadata, len(self._vocabulary)
+        )
+        self._export: artifacts.ScoringExport | None = None
 
     def verdict(self, score: float, threshold: float | None = None) -> Verdict:
         cut_off = self.threshold if threshold is None else threshold
@@ -59,39 +73,91 @@ class Scorer:
     def message_text(self, raw: bytes) -> str:
         return message_tokens(raw, self.header_policy)
 
-    def score_messages(self, raw_messages: Iterable[bytes]) -> np.ndarray:
-        return self.score_texts([self.message_text(raw) for raw in raw_messages])
+    def score_messages(self, raw_messages: Iterable[bytes]) -> list[float]:
+        texts = [self.message_text(raw) for raw in raw_messages]
+        if len(texts) <= LIGHT_BATCH_LIMIT:
+            return [self.score_text_light(text) for text in texts]
+        return [float(score) for score in self.score_texts(texts)]
+
+    def score_text_light(self, text: str) -> float:
+        """One token string's spam probability, with the standard library only."""
+        present = self._present_set(text)
+        first, *rest = self._light.layers
+        weights = self._light.weights
+        total = [0.0] * first.units
+        for position in present:
+            total = list(map(operator.add, total, weights.row(f"{first.name}.kernel", position)))
+        scale = _inverse_norm(len(present)) if self._light.l2_normalize else 1.0
+        hidden = [
+            _activate_one(value * scale + bias, first.activation)
+            for value, bias in zip(total, first.bias, strict=True)
+        ]
+        for layer in rest:
+            output = list(layer.bias)
+            for value, row in zip(hidden, weights.rows(f"{layer.name}.kernel"), strict=True):
+                if value:
+                    output = [
+                        sum_ + value * weight for sum_, weight in zip(output, row, strict=True)
+                    ]
+            hidden = [_activate_one(value, layer.activation) for value in output]
+        return hidden[0]
 
     def score_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Spam probabilities for token strings (see tokens.message_tokens)."""
-        first = self._layers[0]
-        hidden = np.empty((len(texts), first.kernel.shape[1]), dtype=np.float32)
+        """Spam probabilities for token strings (see tokens.message_tokens), with NumPy."""
+        import numpy as np
+
+        layers = self._numpy_export().layers
+        first = layers[0]
+        hidden = np.zeros((len(texts), first.kernel.shape[1]), dtype=np.float64)
         for row, text in enumerate(texts):
             present = self._present_indices(text)
-            if present.size == 0:
-                hidden[row] = 0.0
-                continue
-            total = first.kernel[present].sum(axis=0, dtype=np.float32)
-            if self._l2_normalize:
-                total *= np.float32(min(1.0 / np.sqrt(present.size), 1.0 / NORMALIZATION_EPSILON))
-            hidden[row] = total
+            if present.size:
+                total = first.kernel[present].sum(axis=0, dtype=np.float64)
+                if self._light.l2_normalize:
+                    total *= _inverse_norm(present.size)
+                hidden[row] = total
         hidden = _activate(hidden + first.bias, first.activation)
-        for layer in self._layers[1:]:
-            hidden = _activate(hidden @ layer.kernel + layer.bias, layer.activation)
-        return hidden[:, 0].astype(np.float64)
+        for layer in layers[1:]:
+            product = hidden @ layer.kernel.astype(np.float64) + layer.bias
+            hidden = _activate(product, layer.activation)
+        return hidden[:, 0]
+
+    def _numpy_export(self) -> artifacts.ScoringExport:
+        if self._export is None:
+            self._export = artifacts.read_export(self.model_dir, self.metadata, self._vocabulary)
+        return self._export
+
+    def _present_set(self, text: str) -> set[int]:
+        index = self._index
+        return {index.get(gram, OUT_OF_VOCABULARY_INDEX) for gram in ngrams(text.split())}
 
     def _present_indices(self, text: str) -> np.ndarray:
-        index = self._index
-        present = {index.get(gram, OUT_OF_VOCABULARY_INDEX) for gram in ngrams(text.split())}
+        import numpy as np
+
+        present = self._present_set(text)
         return np.fromiter(present, dtype=np.intp, count=len(present))
 
 
+def _inverse_norm(count: int) -> float:
+    """1 / the L2 norm of a multi-hot vector with ``count`` ones, as Keras clips it."""
+    return min(1.0 / math.sqrt(count), 1.0 / NORMALIZATION_EPSILON) if count else 0.0
+
+
+def _activate_one(value: float, activation: str) -> float:
+    if activation == "relu":
+        return value if value > 0.0 else 0.0
+    # sigmoid, through exp(-|x|) so that nothing overflows
+    decay = math.exp(-abs(value))
+    return 1.0 / (1.0 + decay) if value >= 0 else decay / (1.0 + decay)
+
+
 def _activate(values: np.ndarray, activation: str) -> np.ndarray:
+    import numpy as np
+
     if activation == "relu":
         return np.maximum(values, 0.0)
-    # sigmoid, through exp(-|x|) so that no value overflows
     decay = np.exp(-np.abs(values))
-    return np.where(values >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay)).astype(np.float32)
+    return np.where(values >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
 
 
 @dataclass(frozen=True)
@@ -199,4 +265,4 @@ def _start_workers(scorer: Scorer, worker_count: int) -> concurrent.futures.Exec
 
 def _score_in_worker(raws: list[bytes]) -> list[float]:
     assert _worker_scorer is not None, "worker started without a model"
-    return [float(score) for score in _worker_scorer.score_messages(raws)]
+    return _worker_scorer.score_messages(raws)

@@ -32,7 +32,7 @@ def test_end_to_end_heldout_mail_is_told_apart(trained_model_dir: Path, heldout_
     raws, is_spam = heldout_messages(heldout_dir)
     scorer = Scorer(trained_model_dir)
 
-    scores = scorer.score_messages(raws)
+    scores = np.asarray(scorer.score_messages(raws))
 
     assert scores[is_spam].mean() > scores[~is_spam].mean()
     # Every held-out spam outranks every held-out ham: the word lists do not overlap.

@@ -158,8 +158,8 @@ def build_vectorizers(vocabulary: list[str], **options: object) -> Vectorizers:
 
 
 def scorer_indices(index: dict[str, int], text: str) -> set[int]:
-    """Scorer._present_indices on this vocabulary, without a model folder."""
-    return set(Scorer._present_indices(SimpleNamespace(_index=index), text).tolist())  # type: ignore[arg-type]
+    """Scorer._present_set on this vocabulary, without a model folder."""
+    return Scorer._present_set(SimpleNamespace(_index=index), text)  # type: ignore[arg-type]
 
 
 def assert_keras_agrees(vectorizers: Vectorizers, index: dict[str, int], text: str) -> None:

@@ -214,8 +214,47 @@ def test_scoring_scorer_scores_raw_messages(synthetic_model_dir: Path) -> None:
     scores = scorer.score_messages([spam, ham])
 
     expected = scorer.score_texts([message_tokens(spam, "content"), message_tokens(ham, "content")])
-    np.testing.assert_array_equal(scores, expected)
-    assert scores.dtype == np.float64 and scores.shape == (2,)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12)
+    assert len(scores) == 2 and all(isinstance(score, float) for score in scores)
+
+
+def test_scoring_light_and_numpy_paths_agree(
+    synthetic_model_dir: Path, synthetic_export: ScoringExport
+) -> None:
+    # A few messages are scored with the standard library, batches with
+    # NumPy; both must give the Keras computation's scores.
+    texts = ["cash prize", "meeting the team", "cash cash cash", "unknown words only", "", "the"]
+    scorer = Scorer(synthetic_model_dir)
+
+    light = [scorer.score_text_light(text) for text in texts]
+
+    np.testing.assert_allclose(light, scorer.score_texts(texts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(light, reference_scores(synthetic_export, texts), atol=1e-6)
+
+
+def test_scoring_one_message_does_not_import_numpy(trained_model_dir: Path, tmp_path: Path) -> None:
+    message = tmp_path / "one.eml"
+    message.write_bytes(b"Subject: cash prize\n\nClaim your cash prize now!\n")
+    program = (
+        "import sys\n"
+        "from spamcli.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code)\n"
+        "print('numpy' in sys.modules)\n"
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-c", program, "predict", str(message), "-m", str(trained_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    lines = completed.stdout.splitlines()
+    assert lines[-2:] == ["exit 0", "False"], completed.stdout + completed.stderr
+    assert lines[0].endswith(str(message))
 
 
 def test_scoring_verdict_threshold_is_inclusive(synthetic_model_dir: Path) -> None:
