@@ -105,6 +105,7 @@ def _archive_errors() -> tuple[type[BaseException], ...]:
 
     return (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
+
 # An mbox separator after the first one must look like a real envelope line,
 # "From sender date" with a time and a year, as mutt's is_from() requires.
 # A bare "^From " test splits messages whose body has an unescaped line
