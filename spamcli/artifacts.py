@@ -18,8 +18,6 @@ folder can point outside it. Nothing in a model folder is executed on load.
 from __future__ import annotations
 
 import ast
-import ctypes
-import ctypes.util
 import json
 import math
 import mmap
@@ -377,6 +375,9 @@ def _exchange(new_path: Path, old_path: Path) -> None:
     The fallback leaves a moment in which the folder does not exist; a
     reader then gets "no model folder", never a half-written model.
     """
+    import ctypes
+    import ctypes.util
+
     libc_name = ctypes.util.find_library("c")
     renameat2 = (
         getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None

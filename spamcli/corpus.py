@@ -19,7 +19,6 @@ Two rules hold everywhere:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import os
@@ -631,6 +630,8 @@ class Corpus:
         folder are the same training data.
         """
         pairs = sorted((message.label, _digest(message.raw)) for message in self.messages)
+        import hashlib
+
         fingerprint = hashlib.sha256()
         for label, digest in pairs:
             fingerprint.update(f"{label} {digest}\n".encode("ascii"))
@@ -638,6 +639,8 @@ class Corpus:
 
 
 def _digest(raw: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(raw).hexdigest()
 
 

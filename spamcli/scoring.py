@@ -17,9 +17,7 @@ about 1e-15, far inside the margin above the threshold (metrics.py).
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import math
-import multiprocessing
 import operator
 import os
 import sys
@@ -34,6 +32,8 @@ from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.tokens import message_tokens, ngrams
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import numpy as np
 
 # TextVectorization puts every out-of-vocabulary n-gram in bucket 0.
@@ -190,7 +190,7 @@ def classify(
     (default: one per core; 1 keeps everything in this process).
     """
     worker_count = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    pool: concurrent.futures.Executor | None = None
+    pool: Executor | None = None
     # Each entry: a read failure, or a batch and its pending scores.
     queue: collections.deque[ReadFailure | tuple[list[RawMessage], Any]] = collections.deque()
 
@@ -199,7 +199,7 @@ def classify(
             yield entry
             return
         batch, scores = entry
-        if isinstance(scores, concurrent.futures.Future):
+        if not isinstance(scores, list):  # a Future from a worker
             scores = scores.result()
         for message, score in zip(batch, scores, strict=True):
             verdict = scorer.verdict(float(score), threshold)
@@ -246,7 +246,7 @@ def classify(
 _worker_scorer: Scorer | None = None
 
 
-def _start_workers(scorer: Scorer, worker_count: int) -> concurrent.futures.Executor | None:
+def _start_workers(scorer: Scorer, worker_count: int) -> Executor | None:
     """Worker processes forked from this one, or None where forking is unsafe.
 
     fork, not spawn or forkserver: a forked worker starts in microseconds with
@@ -254,6 +254,11 @@ def _start_workers(scorer: Scorer, worker_count: int) -> concurrent.futures.Exec
     process that holds threads is unsafe, so a process that has loaded
     TensorFlow (training, or a test run) scores in itself.
     """
+    # Imported here: a filter scoring one message never starts workers, and
+    # these imports alone cost it 10 ms.
+    import concurrent.futures
+    import multiprocessing
+
     if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
         return None
     global _worker_scorer

@@ -99,7 +99,9 @@ def test_artifacts_write_model_dir_replaces_without_renameat2(
     # Where there is no renameat2 (no libc found), the fallback renames twice.
     target = tmp_path / "model"
     write_model_dir(target, writer(OLD_MODEL))
-    monkeypatch.setattr(artifacts.ctypes.util, "find_library", lambda name: None)
+    import ctypes.util
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
 
     write_model_dir(target, writer(NEW_MODEL))
 
