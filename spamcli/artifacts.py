@@ -161,6 +161,8 @@ class LightLayer:
     units: int
     bias: tuple[float, ...]
     activation: str
+    # The kernel's rows, read once, for every layer but the wide first one.
+    rows: list[tuple[float, ...]] | None
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ def read_light_export(
     """The export for the standard-library scorer, checked as read_export checks it."""
     model_path = Path(model_dir)
     weights = WeightsFile(model_path / WEIGHTS_FILE)
-    layers = []
+    layers: list[LightLayer] = []
     width = vocabulary_size
     for spec in metadata["export"]["layers"]:
         name, activation = spec.get("name"), spec.get("activation")
@@ -275,7 +277,8 @@ def read_light_export(
         if len(kernel_shape) != 2 or kernel_shape[0] != width or bias_shape != kernel_shape[1:]:
             raise ModelError(f"{model_path}: layer {name!r} does not fit the layer before it")
         bias = weights.row(f"{name}.bias", 0)
-        layers.append(LightLayer(name, kernel_shape[1], bias, activation))
+        rows = weights.rows(f"{name}.kernel") if layers else None
+        layers.append(LightLayer(name, kernel_shape[1], bias, activation, rows))
         width = kernel_shape[1]
     if not layers or width != 1 or layers[-1].activation != "sigmoid":
         raise ModelError(f"{model_path}: the scoring export does not end in one sigmoid unit")

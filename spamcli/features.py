@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import keras
 from keras import layers
 
 from spamcli.tokens import NGRAMS
@@ -42,6 +41,3 @@ def adapt_vectorizer(
 def vocabulary(vectorizer: layers.TextVectorization) -> list[str]:
     """The n-grams in index order; index 0 is the out-of-vocabulary bucket."""
     return [str(term) for term in vectorizer.get_vocabulary()]
-
-
-__all__ = ["adapt_vectorizer", "build_vectorizer", "keras", "vocabulary"]

@@ -94,7 +94,7 @@ class Scorer:
         ]
         for layer in rest:
             output = list(layer.bias)
-            for value, row in zip(hidden, weights.rows(f"{layer.name}.kernel"), strict=True):
+            for value, row in zip(hidden, layer.rows or (), strict=True):
                 if value:
                     output = [
                         sum_ + value * weight for sum_, weight in zip(output, row, strict=True)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spamcli import __version__, artifacts
-from spamcli.config import HAM, MINIMUM_THRESHOLD, SPAM, TrainingConfig
+from spamcli.config import MINIMUM_THRESHOLD, SPAM, TrainingConfig
 from spamcli.corpus import ReadFailure, load_corpus, require_both_classes
 from spamcli.errors import ModelError
 from spamcli.metrics import classification_metrics, threshold_for_false_positive_rate
@@ -281,6 +281,3 @@ def _versions() -> dict[str, str]:
         "keras": keras.__version__,
         "python": sys.version.split()[0],
     }
-
-
-__all__ = ["HAM", "SPAM", "TrainingReport", "train"]
