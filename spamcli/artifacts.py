@@ -103,6 +103,15 @@ def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
         raise ModelError(f"{model_path}: the threshold {threshold!r} is not a number")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"{model_path}: the threshold {threshold} is not between 0 and 1")
+    # Optional: absent means no unsure band.
+    ham_cutoff = metadata.get("ham_cutoff", threshold)
+    if isinstance(ham_cutoff, bool) or not isinstance(ham_cutoff, int | float):
+        raise ModelError(f"{model_path}: the ham cut-off {ham_cutoff!r} is not a number")
+    if not 0.0 <= ham_cutoff <= threshold:
+        raise ModelError(
+            f"{model_path}: the ham cut-off {ham_cutoff} is not between 0 and the "
+            f"threshold {threshold}"
+        )
     export = metadata.get("export")
     layers = export.get("layers") if isinstance(export, dict) else None
     if not isinstance(layers, list) or not all(isinstance(spec, dict) for spec in layers):

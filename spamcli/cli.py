@@ -77,10 +77,41 @@ def format_option(function: Callable[..., Any]) -> Callable[..., Any]:
 def threshold_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--threshold",
+        "--spam-cutoff",
+        "threshold",
         type=click.FloatRange(0.0, 1.0),
         default=None,
         help="Spam cut-off: a score at or above it is spam. [default: the model's own]",
     )(function)
+
+
+def cutoff_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--threshold/--spam-cutoff and --ham-cutoff: the cut-offs between verdicts."""
+    function = click.option(
+        "--ham-cutoff",
+        type=click.FloatRange(0.0, 1.0),
+        default=None,
+        help="A score below it is ham; between it and the spam cut-off, unsure. "
+        "[default: the model's own; without an unsure band, the spam cut-off]",
+    )(function)
+    return threshold_option(function)
+
+
+def exit_status_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--exit-status",
+        is_flag=True,
+        help="Exit with the verdict: 0 ham, 1 spam, 2 unsure, 3 an error (for several "
+        "messages: 3 if any failed, else 1 if any is spam, else 2 if any is unsure).",
+    )(function)
+
+
+def resolve_cutoffs(scorer: Any, spam: float | None, ham: float | None) -> Any:
+    """The scorer's cut-offs with the options applied; a usage error if they cross."""
+    try:
+        return scorer.cutoffs(spam=spam, ham=ham)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 def limit_blas_threads() -> None:
@@ -129,6 +160,13 @@ def cli() -> None:
     help="Which headers the model reads: 'content' (what the sender and the sender's "
     "mail program wrote; never the receiving mailbox's or relays' headers) or 'all'.",
 )
+@click.option(
+    "--unsure-rate",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    help="Add an unsure band between ham and spam, with its lower cut-off set so that "
+    "at most this share of validation ham scores unsure (e.g. 0.01). [default: no band]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def train(
     sources: tuple[Path, ...],
@@ -138,6 +176,7 @@ def train(
     seed: int,
     epochs: int,
     header_policy: str,
+    unsure_rate: float | None,
     quiet: bool,
 ) -> None:
     """Train a model on labelled mail and save it to the model folder.
@@ -151,7 +190,9 @@ def train(
 
     if not (sources or ham_paths or spam_paths):
         sources = (_fetched_spamassassin(quiet),)
-    config = TrainingConfig(header_policy=header_policy, seed=seed, epochs=epochs)
+    config = TrainingConfig(
+        header_policy=header_policy, seed=seed, epochs=epochs, unsure_rate=unsure_rate
+    )
     with _Counter("reading mail", quiet) as counter:
         try:
             report = train_model(
@@ -173,9 +214,10 @@ def train(
         f"({report.duplicates} duplicates dropped) in {report.seconds:.0f} s; "
         f"best epoch {report.best_epoch} of {report.epochs_run}"
     )
+    band = f"ham cut-off {report.ham_cutoff:.4f}, " if report.ham_cutoff < report.threshold else ""
     click.echo(
         f"validation ({report.validation_messages} messages): ROC AUC "
-        f"{_number(validation['roc_auc'])}, threshold {report.threshold:.4f}, "
+        f"{_number(validation['roc_auc'])}, threshold {report.threshold:.4f}, {band}"
         f"false positives {validation['false_positives']} of {validation['ham']} ham, "
         f"recall {_number(validation['recall'])}"
     )
@@ -186,38 +228,54 @@ def train(
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
 @model_option
 @format_option
-@threshold_option
+@cutoff_options
+@exit_status_option
 def predict(
-    paths: tuple[Path, ...], model_dir: Path, output_format: str, threshold: float | None
+    paths: tuple[Path, ...],
+    model_dir: Path,
+    output_format: str,
+    threshold: float | None,
+    ham_cutoff: float | None,
+    exit_status: bool,
 ) -> None:
     """Classify messages: one line per message on stdout.
 
     PATHS are message files, folders (each file in them), mbox files,
     Maildirs or .tar/.tar.gz/.tar.bz2 archives; '-' or no PATH reads one
-    message from stdin. Text output is 'LABEL SCORE SOURCE'; JSON output is
-    one object per line with source, label and score (the spam
-    probability). A path that cannot be read is reported on stderr, the
-    others are still classified, and the exit status
-    is 1.
+    message from stdin. Text output is 'LABEL SCORE SOURCE', LABEL being
+    ham, unsure or spam; JSON output is one object per line with source,
+    label and score (the spam probability). A path that cannot be read is
+    reported on stderr, the others are still classified, and the exit
+    status is 1 (3 with --exit-status).
     """
     limit_blas_threads()
     from spamcli.corpus import ReadFailure
     from spamcli.scoring import Scorer, classify
+    from spamcli.scoring import exit_status as verdict_exit_status
 
     try:
         scorer = Scorer(model_dir)
     except SpamcliError as error:
+        if exit_status:
+            warn(str(error))
+            sys.exit(verdict_exit_status((), failed=True))
         fail(error)
+    cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
     failures = 0
-    for item in classify(scorer, _read_messages(paths or (Path("-"),)), threshold):
+    labels: set[str] = set()
+    for item in classify(scorer, _read_messages(paths or (Path("-"),)), cutoffs):
         if isinstance(item, ReadFailure):
             failures += 1
             warn(f"{item.source}: {item.reason}")
-        elif output_format == "json":
+            continue
+        labels.add(item.label)
+        if output_format == "json":
             record = {"source": item.source, "label": item.label, "score": item.score}
             click.echo(json.dumps(record))
         else:
             click.echo(f"{item.label} {item.score:.6f} {item.source}")
+    if exit_status:
+        sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
         sys.exit(1)
 

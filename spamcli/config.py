@@ -20,6 +20,17 @@ MAX_TEXT_CHARACTERS = 200_000
 # Labels, as folder names in a corpus and as verdicts.
 HAM = "ham"
 SPAM = "spam"
+# The third verdict, for scores between the ham and spam cut-offs. A model
+# has no unsure band unless trained with one (`spamcli train --unsure-rate`)
+# or given cut-offs at classification time, as SpamBayes and bogofilter allow.
+UNSURE = "unsure"
+
+# Exit statuses of `predict --exit-status` and `filter --exit-status`, as
+# spamc -c and bogofilter give them: the verdict, or an error.
+EXIT_HAM = 0
+EXIT_SPAM = 1
+EXIT_UNSURE = 2
+EXIT_ERROR = 3
 
 # The cut-off between ham and spam is chosen on the validation split as the
 # lowest score at which at most this share of validation ham is flagged: one
@@ -61,6 +72,11 @@ class TrainingConfig:
     patience: int = 10
     validation_fraction: float = 0.15
     target_false_positive_rate: float = TARGET_FALSE_POSITIVE_RATE
+    # None: no unsure band (the ham cut-off equals the spam cut-off). A
+    # share, e.g. 0.01: the ham cut-off is set so that at most that share of
+    # validation ham scores unsure, which bounds the mail a user has to look
+    # at, while the spam that scores between the cut-offs is set aside too.
+    unsure_rate: float | None = None
     seed: int = 1
     # Fewer messages than this of either class is an error, not a model.
     minimum_per_class: int = 5
@@ -70,6 +86,8 @@ class TrainingConfig:
             raise ValueError(f"header_policy must be one of {', '.join(HEADER_POLICIES)}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be between 0 and 1")
+        if self.unsure_rate is not None and not 0.0 < self.unsure_rate < 1.0:
+            raise ValueError("unsure_rate must be between 0 and 1")
         if self.epochs < 1:
             raise ValueError("epochs must be at least 1")
         if not self.hidden_units or min(self.hidden_units) < 1:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
-from spamcli.config import HAM, SPAM
+from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE, HAM, SPAM, UNSURE
 from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.tokens import message_tokens, ngrams
 
@@ -50,6 +50,37 @@ class Verdict:
     score: float
 
 
+@dataclass(frozen=True)
+class Cutoffs:
+    """A score at or above ``spam`` is spam, below ``ham`` is ham, and in
+    between unsure. Equal cut-offs: no unsure band."""
+
+    spam: float
+    ham: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ham <= self.spam <= 1.0:
+            raise ValueError(
+                f"the ham cut-off {self.ham} must not be above the spam cut-off {self.spam}"
+            )
+
+    def label(self, score: float) -> str:
+        if score >= self.spam:
+            return SPAM
+        return HAM if score < self.ham else UNSURE
+
+
+def exit_status(labels: Iterable[str], failed: bool = False) -> int:
+    """The exit status for ``--exit-status``: an error if anything failed,
+    else spam if any message is spam, else unsure if any is, else ham."""
+    if failed:
+        return EXIT_ERROR
+    seen = set(labels)
+    if SPAM in seen:
+        return EXIT_SPAM
+    return EXIT_UNSURE if UNSURE in seen else EXIT_HAM
+
+
 class Scorer:
     """A loaded model: raw messages in, spam probabilities out."""
 
@@ -58,6 +89,7 @@ class Scorer:
         self.metadata: dict[str, Any] = artifacts.read_metadata(self.model_dir)
         self.header_policy: str = self.metadata["header_policy"]
         self.threshold: float = float(self.metadata["threshold"])
+        self.ham_cutoff: float = float(self.metadata.get("ham_cutoff", self.threshold))
         self._vocabulary = artifacts.read_vocabulary(self.model_dir)
         self._index = dict(zip(self._vocabulary, range(len(self._vocabulary)), strict=True))
         # Checks every shape now, so that a broken model fails here, whole.
@@ -66,9 +98,21 @@ class Scorer:
         )
         self._export: artifacts.ScoringExport | None = None
 
-    def verdict(self, score: float, threshold: float | None = None) -> Verdict:
-        cut_off = self.threshold if threshold is None else threshold
-        return Verdict(SPAM if score >= cut_off else HAM, score)
+    def cutoffs(self, spam: float | None = None, ham: float | None = None) -> Cutoffs:
+        """The model's cut-offs, either overridden. A spam cut-off given alone
+        keeps a model without an unsure band without one, and narrows a
+        model's band where it falls below the ham cut-off."""
+        spam_cutoff = self.threshold if spam is None else spam
+        if ham is not None:
+            ham_cutoff = ham
+        elif self.ham_cutoff >= self.threshold:
+            ham_cutoff = spam_cutoff
+        else:
+            ham_cutoff = min(self.ham_cutoff, spam_cutoff)
+        return Cutoffs(spam=spam_cutoff, ham=ham_cutoff)
+
+    def verdict(self, score: float, cutoffs: Cutoffs | None = None) -> Verdict:
+        return Verdict((cutoffs or self.cutoffs()).label(score), score)
 
     def message_text(self, raw: bytes) -> str:
         return message_tokens(raw, self.header_policy)
@@ -181,10 +225,11 @@ BATCHES_IN_FLIGHT_PER_WORKER = 2
 def classify(
     scorer: Scorer,
     messages: Iterable[RawMessage | ReadFailure],
-    threshold: float | None = None,
+    cutoffs: Cutoffs | None = None,
     workers: int | None = None,
 ) -> Iterator[Classification | ReadFailure]:
     """Classify messages in order; read failures pass through in place.
+    ``cutoffs``: the model's own unless given.
 
     ``workers`` is the number of processes for runs of more than one batch
     (default: one per core; 1 keeps everything in this process).
@@ -202,7 +247,7 @@ def classify(
         if not isinstance(scores, list):  # a Future from a worker
             scores = scores.result()
         for message, score in zip(batch, scores, strict=True):
-            verdict = scorer.verdict(float(score), threshold)
+            verdict = scorer.verdict(float(score), cutoffs)
             yield Classification(message.source, verdict.label, verdict.score)
 
     def submit(batch: list[RawMessage]) -> None:

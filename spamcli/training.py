@@ -37,6 +37,7 @@ class TrainingReport:
     epochs_run: int
     best_epoch: int
     threshold: float
+    ham_cutoff: float
     validation: dict[str, Any]
     seconds: float
 
@@ -127,6 +128,16 @@ def train(
             MINIMUM_THRESHOLD,
         )
         metadata["threshold"] = threshold
+        if config.unsure_rate is not None:
+            # The same rule as the threshold, at a looser rate: the lowest
+            # cut-off that leaves at most unsure_rate of validation ham at
+            # or above it, never above the threshold.
+            metadata["ham_cutoff"] = min(
+                threshold_for_false_positive_rate(
+                    exported_scores[~validation_is_spam], config.unsure_rate, 0.0
+                ),
+                threshold,
+            )
         metadata["validation"] = classification_metrics(
             validation_is_spam, exported_scores, threshold
         )
@@ -143,6 +154,7 @@ def train(
         epochs_run=len(history["val_loss"]),
         best_epoch=best_epoch,
         threshold=metadata["threshold"],
+        ham_cutoff=metadata.get("ham_cutoff", metadata["threshold"]),
         validation=metadata["validation"],
         seconds=time.monotonic() - started,
     )

@@ -31,7 +31,7 @@ from spamcli.cli import cli
 # generate_mail(label, count, seed), the conftest fixture
 GenerateMail = Callable[[str, int, int], list[bytes]]
 
-PREDICTION_LINE = re.compile(r"(?P<label>ham|spam) (?P<score>[01]\.\d{6}) (?P<source>.+)")
+PREDICTION_LINE = re.compile(r"(?P<label>ham|unsure|spam) (?P<score>[01]\.\d{6}) (?P<source>.+)")
 
 
 def walk_commands(

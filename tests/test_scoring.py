@@ -262,8 +262,8 @@ def test_scoring_verdict_threshold_is_inclusive(synthetic_model_dir: Path) -> No
 
     assert scorer.verdict(0.5).label == "spam"
     assert scorer.verdict(np.nextafter(0.5, 0)).label == "ham"
-    assert scorer.verdict(0.9, threshold=0.95).label == "ham"
-    assert scorer.verdict(0.0, threshold=0.0).label == "spam"
+    assert scorer.verdict(0.9, scorer.cutoffs(spam=0.95)).label == "ham"
+    assert scorer.verdict(0.0, scorer.cutoffs(spam=0.0)).label == "spam"
     assert scorer.verdict(0.3).score == 0.3
 
 
@@ -278,7 +278,7 @@ def test_scoring_classify_keeps_order_and_passes_failures_through(
     ]
     items.insert(3, ReadFailure("missing.eml", "No such file or directory"))
 
-    results = list(classify(scorer, items, threshold=0.5))
+    results = list(classify(scorer, items, scorer.cutoffs(spam=0.5)))
 
     assert [getattr(result, "source", None) for result in results] == [
         "message-0",
