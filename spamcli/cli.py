@@ -167,6 +167,21 @@ def cli() -> None:
     help="Add an unsure band between ham and spam, with its lower cut-off set so that "
     "at most this share of validation ham scores unsure (e.g. 0.01). [default: no band]",
 )
+@click.option(
+    "--target-fpr",
+    "target_false_positive_rate",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=None,
+    help="Set the threshold as the lowest cut-off that flags at most this share of "
+    "validation ham. [default: 0.001]",
+)
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Instead, set the threshold as the highest cut-off that still flags at least "
+    "this share of validation spam (e.g. 0.99).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def train(
     sources: tuple[Path, ...],
@@ -177,6 +192,8 @@ def train(
     epochs: int,
     header_policy: str,
     unsure_rate: float | None,
+    target_false_positive_rate: float | None,
+    target_recall: float | None,
     quiet: bool,
 ) -> None:
     """Train a model on labelled mail and save it to the model folder.
@@ -188,10 +205,19 @@ def train(
     """
     from spamcli.training import train as train_model
 
+    if target_false_positive_rate is not None and target_recall is not None:
+        raise click.UsageError("give --target-fpr or --target-recall, not both")
     if not (sources or ham_paths or spam_paths):
         sources = (_fetched_spamassassin(quiet),)
+    if target_false_positive_rate is None:
+        target_false_positive_rate = TrainingConfig.target_false_positive_rate
     config = TrainingConfig(
-        header_policy=header_policy, seed=seed, epochs=epochs, unsure_rate=unsure_rate
+        header_policy=header_policy,
+        seed=seed,
+        epochs=epochs,
+        unsure_rate=unsure_rate,
+        target_false_positive_rate=target_false_positive_rate,
+        target_recall=target_recall,
     )
     with _Counter("reading mail", quiet) as counter:
         try:
@@ -280,50 +306,219 @@ def predict(
         sys.exit(1)
 
 
+def evaluation_models_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """-m/--model as the other commands have it, but repeatable: evaluate
+    compares models on the same messages."""
+    return click.option(
+        "-m",
+        "--model",
+        "model_dirs",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="SPAMCLI_MODEL",
+        default=(DEFAULT_MODEL_DIR,),
+        show_default="$SPAMCLI_MODEL, else the built-in default model",
+        help="Model folder. Repeat to compare models on the same messages.",
+    )(function)
+
+
 @cli.command()
 @labelled_sources
-@model_option
+@evaluation_models_option
 @format_option
-@threshold_option
+@cutoff_options
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Also show false positives, false-positive rate, recall (and the unsure share, "
+    "with a ham cut-off) at a range of spam cut-offs, to choose one.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write roc.png, precision_recall.png and scores.png into this folder.",
+)
+@click.option(
+    "--disagreements",
+    type=click.IntRange(0),
+    default=0,
+    metavar="N",
+    help="With two or more models: list up to N messages the models give different verdicts.",
+)
 def evaluate(
     sources: tuple[Path, ...],
     ham_paths: tuple[Path, ...],
     spam_paths: tuple[Path, ...],
-    model_dir: Path,
+    model_dirs: tuple[Path, ...],
     output_format: str,
     threshold: float | None,
+    ham_cutoff: float | None,
+    sweep: bool,
+    plots_dir: Path | None,
+    disagreements: int,
 ) -> None:
-    """Measure a model on labelled mail (same SOURCES as train)."""
+    """Measure a model on labelled mail (same SOURCES as train), or compare
+    models (-m A -m B) on the same messages."""
     limit_blas_threads()
-    from spamcli.evaluation import evaluate as evaluate_model
+    from spamcli.evaluation import evaluate_models
 
     if not (sources or ham_paths or spam_paths):
         raise click.UsageError("give labelled mail: SOURCES, --ham PATH or --spam PATH")
+    if disagreements and len(model_dirs) < 2:
+        raise click.UsageError("--disagreements needs two or more models (-m A -m B)")
+    if threshold is not None and ham_cutoff is not None and ham_cutoff > threshold:
+        raise click.UsageError(
+            f"the ham cut-off {ham_cutoff} must not be above the spam cut-off {threshold}"
+        )
     try:
-        result = evaluate_model(model_dir, sources, ham_paths, spam_paths, threshold)
+        comparison = evaluate_models(
+            model_dirs,
+            sources,
+            ham_paths,
+            spam_paths,
+            threshold,
+            ham_cutoff,
+            sweep,
+            disagreements,
+            plots_dir,
+        )
     except SpamcliError as error:
         fail(error)
-    if result["unreadable"]:
-        warn(f"{result['unreadable']} inputs could not be read")
+    except ValueError as error:  # a ham cut-off above a model's spam cut-off
+        raise click.UsageError(str(error)) from None
+    results = comparison["models"]
+    if results[0]["unreadable"]:
+        warn(f"{results[0]['unreadable']} inputs could not be read")
+    if plots_dir is not None and any(result["roc_auc"] is None for result in results):
+        warn("no ROC or precision-recall plot: they need both ham and spam")
     if output_format == "json":
-        click.echo(json.dumps(result, indent=2))
+        if len(results) == 1:
+            single = dict(results[0])
+            if plots_dir is not None:
+                single["plots"] = comparison["plots"]
+            click.echo(json.dumps(single, indent=2))
+        else:
+            click.echo(json.dumps(comparison, indent=2))
         return
+    for line in _evaluation_lines(comparison, sweep):
+        click.echo(line)
+
+
+def _evaluation_lines(comparison: dict[str, Any], sweep: bool) -> Iterator[str]:
+    """The text report of evaluate: the metrics table (one column per model),
+    each model's confusion matrix, its sweep if asked, the disagreements
+    between models, and the plots written."""
+    results = comparison["models"]
+    several = len(results) > 1
+    banded = any(result["ham_cutoff"] < result["threshold"] for result in results)
     rows = [
-        ("messages", result["messages"]),
-        ("ham", result["ham"]),
-        ("spam", result["spam"]),
-        ("threshold", result["threshold"]),
-        ("true positives", result["true_positives"]),
-        ("false positives", result["false_positives"]),
-        ("true negatives", result["true_negatives"]),
-        ("false negatives", result["false_negatives"]),
-        ("precision", result["precision"]),
-        ("recall", result["recall"]),
-        ("false positive rate", result["false_positive_rate"]),
-        ("ROC AUC", result["roc_auc"]),
+        ("messages", "messages", True),
+        ("ham", "ham", True),
+        ("spam", "spam", True),
+        ("threshold", "threshold", True),
+        ("ham cut-off", "ham_cutoff", banded),
+        ("true positives", "true_positives", True),
+        ("false positives", "false_positives", True),
+        ("true negatives", "true_negatives", True),
+        ("false negatives", "false_negatives", True),
+        ("unsure ham", "unsure_ham", banded),
+        ("unsure spam", "unsure_spam", banded),
+        ("precision", "precision", True),
+        ("recall", "recall", True),
+        ("false positive rate", "false_positive_rate", True),
+        ("ROC AUC", "roc_auc", True),
+        ("(1-AUC)%", "one_minus_auc_percent", True),
     ]
-    for name, value in rows:
-        click.echo(f"{name:<20} {_number(value)}")
+    widths = [max(10, len(result["name"])) for result in results]
+    if several:
+        yield _table_row("", [result["name"] for result in results], widths)
+    for label, key, shown in rows:
+        if shown:
+            yield _table_row(label, [_number(result[key]) for result in results], widths)
+
+    for result in results:
+        of_model = f" of {result['name']}" if several else ""
+        matrix = result["confusion_matrix"]
+        verdicts = (
+            ["ham", "unsure", "spam"]
+            if result["ham_cutoff"] < result["threshold"]
+            else [
+                "ham",
+                "spam",
+            ]
+        )
+        yield ""
+        yield f"confusion matrix{of_model} (rows: true label; columns: verdict)"
+        yield f"{'':<6}" + "".join(f"{verdict:>8}" for verdict in verdicts)
+        for label in ("ham", "spam"):
+            yield f"{label:<6}" + "".join(f"{matrix[label][verdict]:>8}" for verdict in verdicts)
+
+    if sweep:
+        for result in results:
+            of_model = f" of {result['name']}" if several else ""
+            banded_sweep = any("unsure_share" in row for row in result["sweep"])
+            yield ""
+            yield f"threshold sweep{of_model} (* the cut-off in force)"
+            header = f"  {'threshold':>9}  {'false positives':>15}  {'false positive rate':>19}"
+            header += f"  {'recall':>6}" + (f"  {'unsure':>6}" if banded_sweep else "")
+            yield header + "  train would choose it with"
+            for row in result["sweep"]:
+                marker = "*" if row["threshold"] == result["threshold"] else " "
+                line = (
+                    f"{marker} {row['threshold']:>9.6f}  {row['false_positives']:>15}  "
+                    f"{_number(row['false_positive_rate']):>19}  {_number(row['recall']):>6}"
+                )
+                if banded_sweep:
+                    line += f"  {_number(row['unsure_share']):>6}"
+                rules = ", ".join(
+                    f"--{RULE_OPTIONS[name]} {value:g}"
+                    for rule in row["rules"]
+                    for name, value in rule.items()
+                )
+                yield f"{line}  {rules}".rstrip()
+
+    if several:
+        names = [result["name"] for result in results]
+        yield ""
+        yield (
+            f"the models disagree on {comparison['disagreement_count']} of "
+            f"{results[0]['messages']} messages"
+        )
+        if comparison["disagreements"]:
+            columns = [max(len(name), 13) for name in names]
+            yield (
+                "true  "
+                + "  ".join(f"{name:<{width}}" for name, width in zip(names, columns, strict=True))
+                + "  source"
+            )
+            for message in comparison["disagreements"]:
+                cells = [
+                    f"{verdict['score']:.4f} {verdict['verdict']:<6}"
+                    for verdict in message["verdicts"]
+                ]
+                yield (
+                    f"{message['true_label']:<4}  "
+                    + "  ".join(
+                        f"{cell:<{width}}" for cell, width in zip(cells, columns, strict=True)
+                    )
+                    + f"  {message['source']}"
+                )
+
+    for path in comparison.get("plots", ()):
+        yield f"saved {path}"
+
+
+# The `train` option of each rule that can choose a threshold.
+RULE_OPTIONS = {"target_false_positive_rate": "target-fpr", "target_recall": "target-recall"}
+
+
+def _table_row(label: str, values: list[str], widths: list[int]) -> str:
+    if len(values) == 1:
+        return f"{label:<20} {values[0]}"
+    cells = "  ".join(f"{value:<{width}}" for value, width in zip(values, widths, strict=True))
+    return f"{label:<20} {cells}".rstrip()
 
 
 @cli.group()

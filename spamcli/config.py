@@ -72,6 +72,12 @@ class TrainingConfig:
     patience: int = 10
     validation_fraction: float = 0.15
     target_false_positive_rate: float = TARGET_FALSE_POSITIVE_RATE
+    # None: the threshold follows target_false_positive_rate. A share, e.g.
+    # 0.99: the threshold is instead the highest cut-off that still flags
+    # that share of validation spam, whatever it costs in false positives
+    # (the validation figures in the metadata show the cost). It has no
+    # MINIMUM_THRESHOLD floor: a floor would break the recall asked for.
+    target_recall: float | None = None
     # None: no unsure band (the ham cut-off equals the spam cut-off). A
     # share, e.g. 0.01: the ham cut-off is set so that at most that share of
     # validation ham scores unsure, which bounds the mail a user has to look
@@ -86,6 +92,10 @@ class TrainingConfig:
             raise ValueError(f"header_policy must be one of {', '.join(HEADER_POLICIES)}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be between 0 and 1")
+        if not 0.0 <= self.target_false_positive_rate < 1.0:
+            raise ValueError("target_false_positive_rate must be at least 0 and below 1")
+        if self.target_recall is not None and not 0.0 < self.target_recall <= 1.0:
+            raise ValueError("target_recall must be above 0 and at most 1")
         if self.unsure_rate is not None and not 0.0 < self.unsure_rate < 1.0:
             raise ValueError("unsure_rate must be between 0 and 1")
         if self.epochs < 1:

@@ -18,7 +18,11 @@ from spamcli import __version__, artifacts
 from spamcli.config import MINIMUM_THRESHOLD, SPAM, TrainingConfig
 from spamcli.corpus import ReadFailure, load_corpus, require_both_classes
 from spamcli.errors import ModelError
-from spamcli.metrics import classification_metrics, threshold_for_false_positive_rate
+from spamcli.metrics import (
+    classification_metrics,
+    threshold_for_false_positive_rate,
+    threshold_for_recall,
+)
 from spamcli.tokens import message_tokens
 
 # The Keras model and its NumPy export must agree; anything above this on the
@@ -122,11 +126,20 @@ def train(
         # The threshold and the validation figures come from the scores
         # `predict` will compute, not Keras': the two differ in the last
         # float32 bit, enough to flip the ham the threshold sits just above.
-        threshold = threshold_for_false_positive_rate(
-            exported_scores[~validation_is_spam],
-            config.target_false_positive_rate,
-            MINIMUM_THRESHOLD,
-        )
+        if config.target_recall is not None:
+            threshold = threshold_for_recall(
+                exported_scores[validation_is_spam], config.target_recall
+            )
+            metadata["threshold_rule"] = {"target_recall": config.target_recall}
+        else:
+            threshold = threshold_for_false_positive_rate(
+                exported_scores[~validation_is_spam],
+                config.target_false_positive_rate,
+                MINIMUM_THRESHOLD,
+            )
+            metadata["threshold_rule"] = {
+                "target_false_positive_rate": config.target_false_positive_rate
+            }
         metadata["threshold"] = threshold
         if config.unsure_rate is not None:
             # The same rule as the threshold, at a looser rate: the lowest

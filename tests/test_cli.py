@@ -408,6 +408,7 @@ EVALUATION_ROWS = (
     "recall",
     "false positive rate",
     "ROC AUC",
+    "(1-AUC)%",
 )
 
 
@@ -417,9 +418,11 @@ def test_cli_evaluate_text_table(
     result = invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir)
 
     assert result.exit_code == 0, result.output
+    # The table is the first block; the confusion matrix follows a blank line.
+    table = result.stdout.split("\n\n")[0]
     rows = [
-        re.fullmatch(r"(?P<name>[A-Za-z ]+?) +(?P<value>\d+|\d\.\d{4}|n/a)", line)
-        for line in result.stdout.splitlines()
+        re.fullmatch(r"(?P<name>[A-Za-z ()%1-]+?) +(?P<value>\d+|\d\.\d{4}|n/a)", line)
+        for line in table.splitlines()
     ]
     assert all(rows), result.stdout
     assert [row["name"] for row in rows if row] == list(EVALUATION_ROWS)
