@@ -414,7 +414,7 @@ EVALUATION_ROWS = (
 def test_cli_evaluate_text_table(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir)
+    result = invoke(runner, "evaluate", "--no-record", heldout_dir, "-m", trained_model_dir)
 
     assert result.exit_code == 0, result.output
     rows = [
@@ -429,7 +429,9 @@ def test_cli_evaluate_text_table(
 def test_cli_evaluate_json_counts_are_consistent(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json")
+    result = invoke(
+        runner, "evaluate", "--no-record", heldout_dir, "-m", trained_model_dir, "--format", "json"
+    )
 
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
@@ -453,7 +455,16 @@ def test_cli_evaluate_agrees_with_predict(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
     metrics = json.loads(
-        invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json").stdout
+        invoke(
+            runner,
+            "evaluate",
+            "--no-record",
+            heldout_dir,
+            "-m",
+            trained_model_dir,
+            "--format",
+            "json",
+        ).stdout
     )
     spam_labels = [
         record["label"]
@@ -482,6 +493,7 @@ def test_cli_evaluate_threshold_option(
     result = invoke(
         runner,
         "evaluate",
+        "--no-record",
         heldout_dir,
         "-m",
         trained_model_dir,
@@ -515,11 +527,21 @@ def test_cli_evaluate_ham_and_spam_paths(
     shutil.copytree(heldout_dir / "spam", tmp_path / "junk")
 
     labelled = json.loads(
-        invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json").stdout
+        invoke(
+            runner,
+            "evaluate",
+            "--no-record",
+            heldout_dir,
+            "-m",
+            trained_model_dir,
+            "--format",
+            "json",
+        ).stdout
     )
     result = invoke(
         runner,
         "evaluate",
+        "--no-record",
         "--ham",
         tmp_path / "inbox",
         "--spam",
@@ -540,7 +562,9 @@ def test_cli_evaluate_ham_and_spam_paths(
 def test_cli_evaluate_only_spam_has_no_roc_auc(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", "--spam", heldout_dir / "spam", "-m", trained_model_dir)
+    result = invoke(
+        runner, "evaluate", "--no-record", "--spam", heldout_dir / "spam", "-m", trained_model_dir
+    )
 
     assert result.exit_code == 0, result.output
     assert re.search(r"^ROC AUC\s+n/a$", result.stdout, re.MULTILINE)
