@@ -264,6 +264,16 @@ class WeightsFile:
         width = shape[-1]
         return struct.unpack_from(f"<{width}f", self._map, start + 4 * width * index)
 
+    def array(self, name: str) -> np.ndarray:
+        """A whole array as a read-only NumPy view of the memory map: nothing
+        is copied, and only the pages of the rows used are read."""
+        import numpy as np
+
+        start, shape = self._arrays[name]
+        return np.frombuffer(
+            self._map, dtype=_FLOAT32, count=math.prod(shape), offset=start
+        ).reshape(shape)
+
     def rows(self, name: str) -> list[tuple[float, ...]]:
         return [self.row(name, index) for index in range(self._arrays[name][1][0])]
 

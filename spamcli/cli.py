@@ -106,6 +106,31 @@ def exit_status_option(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
+def record_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--record/--no-record",
+        default=True,
+        show_default=True,
+        help="Append the date, sources and main figures to evaluations.jsonl in the model folder.",
+    )(function)
+
+
+def explain_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    function = click.option(
+        "--explain-top",
+        type=click.IntRange(0),
+        default=None,
+        metavar="N",
+        help="With --explain: how many n-grams to list each way.  [default: 10]",
+    )(function)
+    return click.option(
+        "--explain",
+        is_flag=True,
+        help="After each prediction, list the n-grams that raised and lowered the "
+        "score most, with their effect on it.",
+    )(function)
+
+
 def resolve_cutoffs(scorer: Any, spam: float | None, ham: float | None) -> Any:
     """The scorer's cut-offs with the options applied; a usage error if they cross."""
     try:
@@ -256,6 +281,7 @@ def train(
 @format_option
 @cutoff_options
 @exit_status_option
+@explain_options
 def predict(
     paths: tuple[Path, ...],
     model_dir: Path,
@@ -263,6 +289,8 @@ def predict(
     threshold: float | None,
     ham_cutoff: float | None,
     exit_status: bool,
+    explain: bool,
+    explain_top: int | None,
 ) -> None:
     """Classify messages: one line per message on stdout.
 
@@ -273,7 +301,13 @@ def predict(
     label and score (the spam probability). A path that cannot be read is
     reported on stderr, the others are still classified, and the exit
     status is 1 (3 with --exit-status).
+
+    With --explain, each prediction is followed by the n-grams that raised
+    and lowered its score most, one a line: four spaces, the effect (score
+    minus the score without that n-gram) and the n-gram in double quotes.
     """
+    if explain_top is not None and not explain:
+        raise click.UsageError("--explain-top needs --explain")
     limit_blas_threads()
     from spamcli.corpus import ReadFailure
     from spamcli.scoring import Scorer, classify
@@ -289,7 +323,15 @@ def predict(
     cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
     failures = 0
     labels: set[str] = set()
-    for item in classify(scorer, _read_messages(paths or (Path("-"),)), cutoffs):
+    messages = _read_messages(paths or (Path("-"),))
+    if explain:
+        from spamcli.explaining import DEFAULT_TOP, explain_messages
+
+        top = DEFAULT_TOP if explain_top is None else explain_top
+        items: Iterator[Any] = explain_messages(scorer, messages, cutoffs, top)
+    else:
+        items = classify(scorer, messages, cutoffs)
+    for item in items:
         if isinstance(item, ReadFailure):
             failures += 1
             warn(f"{item.source}: {item.reason}")
@@ -297,9 +339,14 @@ def predict(
         labels.add(item.label)
         if output_format == "json":
             record = {"source": item.source, "label": item.label, "score": item.score}
+            if explain:
+                record["explanation"] = _explanation_records(item.explanation)
             click.echo(json.dumps(record))
         else:
             click.echo(f"{item.label} {item.score:.6f} {item.source}")
+            if explain:
+                for line in _explanation_lines(item.explanation):
+                    click.echo(line)
     if exit_status:
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
@@ -347,6 +394,7 @@ def evaluation_models_option(function: Callable[..., Any]) -> Callable[..., Any]
     metavar="N",
     help="With two or more models: list up to N messages the models give different verdicts.",
 )
+@record_option
 def evaluate(
     sources: tuple[Path, ...],
     ham_paths: tuple[Path, ...],
@@ -358,9 +406,14 @@ def evaluate(
     sweep: bool,
     plots_dir: Path | None,
     disagreements: int,
+    record: bool,
 ) -> None:
     """Measure a model on labelled mail (same SOURCES as train), or compare
-    models (-m A -m B) on the same messages."""
+    models (-m A -m B) on the same messages.
+
+    Unless told --no-record, the date, the sources and the main figures are
+    appended to evaluations.jsonl in each model folder (see `spamcli info`).
+    """
     limit_blas_threads()
     from spamcli.evaluation import evaluate_models
 
@@ -393,6 +446,9 @@ def evaluate(
         warn(f"{results[0]['unreadable']} inputs could not be read")
     if plots_dir is not None and any(result["roc_auc"] is None for result in results):
         warn("no ROC or precision-recall plot: they need both ham and spam")
+    if record:
+        for model_dir, result in zip(model_dirs, results, strict=True):
+            _record_evaluation(model_dir, result, sources, ham_paths, spam_paths)
     if output_format == "json":
         if len(results) == 1:
             single = dict(results[0])
@@ -519,6 +575,188 @@ def _table_row(label: str, values: list[str], widths: list[int]) -> str:
         return f"{label:<20} {values[0]}"
     cells = "  ".join(f"{value:<{width}}" for value, width in zip(values, widths, strict=True))
     return f"{label:<20} {cells}".rstrip()
+
+
+def _explanation_lines(explanation: Any) -> Iterator[str]:
+    """'    +0.012345  "click here"': indented, so a line of its own is a
+    prediction; the out-of-vocabulary bucket is unquoted."""
+    from spamcli.explaining import OUT_OF_VOCABULARY
+
+    for effect in explanation.effects:
+        token = effect.token if effect.token == OUT_OF_VOCABULARY else f'"{effect.token}"'
+        yield f"    {effect.effect:+.6f}  {token}"
+
+
+def _explanation_records(explanation: Any) -> list[dict[str, Any]]:
+    return [{"token": effect.token, "effect": effect.effect} for effect in explanation.effects]
+
+
+def _record_evaluation(
+    model_dir: Path,
+    result: dict[str, Any],
+    sources: tuple[Path, ...],
+    ham_paths: tuple[Path, ...],
+    spam_paths: tuple[Path, ...],
+) -> None:
+    """Append the evaluation to the model's log; a folder that cannot be
+    written to is worth a warning, not a failed evaluation."""
+    from spamcli.model_card import evaluation_record, record_evaluation
+
+    try:
+        record_evaluation(model_dir, evaluation_record(result, sources, ham_paths, spam_paths))
+    except SpamcliError as error:
+        warn(f"{error}; the evaluation is not recorded")
+
+
+@cli.command()
+@model_option
+@format_option
+def info(model_dir: Path, output_format: str) -> None:
+    """Show a model's card: training data, versions, layers, cut-offs, metrics.
+
+    Everything comes from the model folder: metadata.json, the shapes of the
+    exported weights, and the evaluations `spamcli evaluate` has recorded in
+    evaluations.jsonl (the text shows the latest ten; JSON, every one).
+    """
+    from spamcli.model_card import model_card
+
+    try:
+        card = model_card(model_dir)
+    except SpamcliError as error:
+        fail(error)
+    if output_format == "json":
+        click.echo(json.dumps(card, indent=2))
+        return
+    for line in _card_lines(card):
+        click.echo(line)
+
+
+# Evaluations the text of `spamcli info` shows: the latest ones.
+SHOWN_EVALUATIONS = 10
+
+
+def _card_lines(card: dict[str, Any]) -> Iterator[str]:
+    """The model card as text: sections of indented 'name  value' rows."""
+    versions = card["versions"]
+    yield from _rows(
+        [
+            ("model", card["model_dir"]),
+            ("format version", card["format_version"]),
+            ("created", card["created"] or "unknown"),
+            ("versions", ", ".join(f"{name} {version}" for name, version in versions.items())),
+            ("header policy", card["header_policy"]),
+        ],
+        indent="",
+    )
+    data = card["training_data"]
+    counts = data.get("counts", {})
+    training = card["training"]
+    yield "training data"
+    yield from _rows(
+        [
+            ("sources", ", ".join(data.get("sources", [])) or "-"),
+            ("ham paths", ", ".join(data.get("ham_paths", [])) or "-"),
+            ("spam paths", ", ".join(data.get("spam_paths", [])) or "-"),
+            (
+                "messages",
+                f"{counts.get('ham', '?')} ham, {counts.get('spam', '?')} spam "
+                f"({data.get('duplicates', '?')} duplicates dropped)",
+            ),
+            (
+                "split",
+                f"{data.get('training_messages', '?')} training, "
+                f"{data.get('validation_messages', '?')} validation",
+            ),
+            ("fingerprint", data.get("fingerprint", "-")),
+            (
+                "epochs run",
+                f"{training.get('epochs_run', '?')} (best {training.get('best_epoch', '?')})",
+            ),
+        ]
+    )
+    yield "network"
+    normalised = ", L2-normalised" if card["l2_normalize"] else ""
+    difference = card["export_max_difference"]
+    yield from _rows(
+        [("vocabulary", f"{card['vocabulary_size']} n-grams{normalised}")]
+        + [
+            (layer["name"], f"{layer['inputs']} -> {layer['units']}, {layer['activation']}")
+            for layer in card["layers"]
+        ]
+        + (
+            [("export check", f"differs from Keras by at most {difference:.3g} on validation")]
+            if isinstance(difference, float)
+            else []
+        )
+    )
+    yield "hyperparameters"
+    yield from _rows(list(card["hyperparameters"].items()))
+    cutoffs = card["cutoffs"]
+    yield "cut-offs"
+    yield from _rows(
+        [
+            ("spam", f"{cutoffs['spam']:.6g} (at or above: spam)"),
+            (
+                "ham",
+                f"{cutoffs['ham']:.6g} (below: ham; between: unsure)"
+                if cutoffs["unsure_band"]
+                else "no unsure band (below the spam cut-off: ham)",
+            ),
+        ]
+    )
+    validation = card["validation"]
+    if validation:
+        yield f"validation ({validation.get('messages', '?')} messages)"
+        yield from _rows(
+            [
+                ("ROC AUC" if name == "roc_auc" else name.replace("_", " "), value)
+                for name, value in validation.items()
+            ]
+        )
+    if card["learned"] is not None:
+        learned = card["learned"]
+        yield "learned"
+        if isinstance(learned, dict):
+            yield from _rows(list(learned.items()))
+        else:
+            yield f"  {_card_value(learned)}"
+    evaluations = card["evaluations"]
+    yield f"evaluations since training ({len(evaluations)})"
+    if len(evaluations) > SHOWN_EVALUATIONS:
+        yield f"  ({len(evaluations) - SHOWN_EVALUATIONS} earlier not shown; --format json has all)"
+    for record in evaluations[-SHOWN_EVALUATIONS:]:
+        paths = [
+            *record.get("sources", []),
+            *(f"ham:{path}" for path in record.get("ham_paths", [])),
+            *(f"spam:{path}" for path in record.get("spam_paths", [])),
+        ]
+        yield (
+            f"  {record.get('date', '?')}  {record.get('messages', '?')} messages "
+            f"({record.get('ham', '?')} ham, {record.get('spam', '?')} spam)  "
+            f"ROC AUC {_card_value(record.get('roc_auc'))}  "
+            f"FP {record.get('false_positives', '?')}  FN {record.get('false_negatives', '?')}  "
+            f"threshold {_card_value(record.get('threshold'))}  {' '.join(paths)}"
+        )
+    if card["unreadable_evaluations"]:
+        yield f"  ({card['unreadable_evaluations']} unreadable lines skipped)"
+
+
+def _rows(pairs: list[tuple[str, Any]], indent: str = "  ") -> Iterator[str]:
+    width = max((len(name) for name, _ in pairs), default=0)
+    for name, value in pairs:
+        yield f"{indent}{name:<{width}}  {_card_value(value)}".rstrip()
+
+
+def _card_value(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_card_value(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
 
 
 @cli.group()

@@ -415,7 +415,7 @@ EVALUATION_ROWS = (
 def test_cli_evaluate_text_table(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir)
+    result = invoke(runner, "evaluate", "--no-record", heldout_dir, "-m", trained_model_dir)
 
     assert result.exit_code == 0, result.output
     # The table is the first block; the confusion matrix follows a blank line.
@@ -432,7 +432,9 @@ def test_cli_evaluate_text_table(
 def test_cli_evaluate_json_counts_are_consistent(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json")
+    result = invoke(
+        runner, "evaluate", "--no-record", heldout_dir, "-m", trained_model_dir, "--format", "json"
+    )
 
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
@@ -456,7 +458,16 @@ def test_cli_evaluate_agrees_with_predict(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
     metrics = json.loads(
-        invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json").stdout
+        invoke(
+            runner,
+            "evaluate",
+            "--no-record",
+            heldout_dir,
+            "-m",
+            trained_model_dir,
+            "--format",
+            "json",
+        ).stdout
     )
     spam_labels = [
         record["label"]
@@ -485,6 +496,7 @@ def test_cli_evaluate_threshold_option(
     result = invoke(
         runner,
         "evaluate",
+        "--no-record",
         heldout_dir,
         "-m",
         trained_model_dir,
@@ -518,11 +530,21 @@ def test_cli_evaluate_ham_and_spam_paths(
     shutil.copytree(heldout_dir / "spam", tmp_path / "junk")
 
     labelled = json.loads(
-        invoke(runner, "evaluate", heldout_dir, "-m", trained_model_dir, "--format", "json").stdout
+        invoke(
+            runner,
+            "evaluate",
+            "--no-record",
+            heldout_dir,
+            "-m",
+            trained_model_dir,
+            "--format",
+            "json",
+        ).stdout
     )
     result = invoke(
         runner,
         "evaluate",
+        "--no-record",
         "--ham",
         tmp_path / "inbox",
         "--spam",
@@ -543,7 +565,9 @@ def test_cli_evaluate_ham_and_spam_paths(
 def test_cli_evaluate_only_spam_has_no_roc_auc(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
-    result = invoke(runner, "evaluate", "--spam", heldout_dir / "spam", "-m", trained_model_dir)
+    result = invoke(
+        runner, "evaluate", "--no-record", "--spam", heldout_dir / "spam", "-m", trained_model_dir
+    )
 
     assert result.exit_code == 0, result.output
     assert re.search(r"^ROC AUC\s+n/a$", result.stdout, re.MULTILINE)

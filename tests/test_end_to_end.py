@@ -80,7 +80,16 @@ def test_end_to_end_evaluate_heldout(
     runner: CliRunner, trained_model_dir: Path, heldout_dir: Path
 ) -> None:
     result = runner.invoke(
-        cli, ["evaluate", str(heldout_dir), "-m", str(trained_model_dir), "--format", "json"]
+        cli,
+        [
+            "evaluate",
+            "--no-record",
+            str(heldout_dir),
+            "-m",
+            str(trained_model_dir),
+            "--format",
+            "json",
+        ],
     )
 
     assert result.exit_code == 0, result.output

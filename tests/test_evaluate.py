@@ -33,7 +33,10 @@ PLOT_FILES = ("roc.png", "precision_recall.png", "scores.png")
 
 
 def invoke(runner: CliRunner, *args: str | Path, **kwargs: Any) -> Result:
-    return runner.invoke(cli, [str(arg) for arg in args], **kwargs)
+    # --no-record: the session's shared model must stay as trained (an
+    # evaluation would otherwise add evaluations.jsonl to its folder).
+    extra = ["--no-record"] if args[:1] == ("evaluate",) else []
+    return runner.invoke(cli, [str(arg) for arg in args] + extra, **kwargs)
 
 
 def evaluate_json(runner: CliRunner, *args: str | Path) -> Any:
