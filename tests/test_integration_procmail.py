@@ -49,7 +49,7 @@ def write_rcfile(home: Path, filter_command: str) -> Path:
     Maildir folder .Junk/ and everything else into the Maildir itself."""
     maildir = home / "Maildir"
     maildir.mkdir(parents=True, exist_ok=True)
-    # procmail passes its environment on, but an rcfile can reset it: say it.
+    # procmail clears its environment when it starts (all but TZ): set it again.
     python_path = os.environ.get("PYTHONPATH")
     rcfile = home / "procmailrc"
     rcfile.write_text(
