@@ -394,7 +394,6 @@ def filter_command(
     status is 0 (75 with --tempfail, 3 with --exit-status).
     """
     from spamcli.config import EXIT_ERROR
-    from spamcli.scoring import exit_status as verdict_exit_status
 
     limit_blas_threads()
     if threshold is not None and ham_cutoff is not None and ham_cutoff > threshold:
@@ -407,23 +406,24 @@ def filter_command(
     try:
         raw = sys.stdin.buffer.read()
     except (OSError, MemoryError, AttributeError, ValueError) as error:
-        warn(f"filter: cannot read the message: {_one_line(error)}")
+        _warn_if_possible(f"filter: cannot read the message: {_one_line(error)}")
         sys.exit(undelivered_status)
     try:
+        from spamcli.scoring import exit_status as verdict_exit_status
+
         filtered = _filter_one(raw, model_dir, threshold, ham_cutoff, header_prefix, subject_tag)
-    # The message must go through, whatever went wrong in classifying it.
-    except Exception as error:
-        warn(f"filter: the message passes unmarked: {_one_line(error)}")
-        output, status = raw, failure_status
-    else:
         output = filtered.raw
         status = verdict_exit_status([filtered.label]) if exit_status else 0
+    # The message must go through, whatever went wrong in classifying it.
+    except Exception as error:
+        _warn_if_possible(f"filter: the message passes unmarked: {_one_line(error)}")
+        output, status = raw, failure_status
     try:
         sys.stdout.buffer.write(output)
         sys.stdout.buffer.flush()
     except (OSError, AttributeError, ValueError) as error:
         _discard_stdout()
-        warn(f"filter: cannot write the message: {_one_line(error)}")
+        _warn_if_possible(f"filter: cannot write the message: {_one_line(error)}")
         sys.exit(undelivered_status)
     sys.exit(status)
 
@@ -451,6 +451,14 @@ def _one_line(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return " ".join(text.split())
+
+
+def _warn_if_possible(message: str) -> None:
+    """A warning on stderr, unless stderr is gone: the mail matters more."""
+    import contextlib
+
+    with contextlib.suppress(OSError, ValueError):
+        warn(message)
 
 
 def _discard_stdout() -> None:

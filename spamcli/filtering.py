@@ -4,7 +4,9 @@ A filter sits in the delivery path: whatever it writes is what gets
 delivered. So the message is handled as bytes and never re-serialised (the
 ``email`` package rewraps headers, changes line endings and re-encodes
 8-bit text), and the only change is three header fields at the top of the
-header block, plus, if asked, a tag on the spam's Subject::
+header block (after a "From " envelope line, and after lines starting with
+white space before the first field, which would otherwise fold into the
+Status field), plus, if asked, a tag on the spam's Subject::
 
     X-Spam-Flag: YES
     X-Spam-Score: 0.9731

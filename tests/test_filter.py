@@ -615,3 +615,14 @@ def test_cli_filter_process_passes_a_large_message(trained_model_dir: Path) -> N
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.endswith(raw)
     assert completed.stdout.count(b"\n") == raw.count(b"\n") + 3
+
+
+def test_cli_filter_passes_the_message_with_stderr_closed(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" -m spamcli filter -m "$1" 2>&-', sys.executable, tmp_path],
+        input=PLAIN,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (0, PLAIN)
