@@ -3,7 +3,7 @@
 Results go to stdout, everything else (progress, warnings, errors) to
 stderr, so a script or mail filter reading stdout never sees anything but
 data. Exit status: 0 success, 1 an error (any input that failed), 2 a usage
-error. TensorFlow is imported only by ``train``, inside the command, so
+error. TensorFlow is imported only by ``train`` and ``learn``, inside the commands, so
 ``--help``, ``predict`` and ``evaluate`` start fast.
 """
 
@@ -168,6 +168,12 @@ def cli() -> None:
     "at most this share of validation ham scores unsure (e.g. 0.01). [default: no band]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Add the messages the model folder has learned (spamcli learn) to the training "
+    "data, and keep them in the new model.",
+)
 def train(
     sources: tuple[Path, ...],
     ham_paths: tuple[Path, ...],
@@ -178,6 +184,7 @@ def train(
     header_policy: str,
     unsure_rate: float | None,
     quiet: bool,
+    resume: bool,
 ) -> None:
     """Train a model on labelled mail and save it to the model folder.
 
@@ -186,6 +193,7 @@ def train(
     and text columns. With no sources at all, the SpamAssassin public corpus
     is fetched into data/ (if not there yet) and used.
     """
+    from spamcli.learning import learned_count, train_with_learned
     from spamcli.training import train as train_model
 
     if not (sources or ham_paths or spam_paths):
@@ -193,17 +201,34 @@ def train(
     config = TrainingConfig(
         header_policy=header_policy, seed=seed, epochs=epochs, unsure_rate=unsure_rate
     )
+    if not resume and (count := learned_count(model_dir)):
+        warn(
+            f"{model_dir} has {count} learned messages; they are not included in this "
+            "training and the new model will not keep them (use --resume to include them)"
+        )
     with _Counter("reading mail", quiet) as counter:
         try:
-            report = train_model(
-                model_dir,
-                sources,
-                ham_paths,
-                spam_paths,
-                config,
-                reading_progress=counter.update,
-                fit_verbosity=0 if quiet else 2,
-            )
+            if resume:
+                report, included = train_with_learned(
+                    model_dir,
+                    sources,
+                    ham_paths,
+                    spam_paths,
+                    config,
+                    reading_progress=counter.update,
+                    fit_verbosity=0 if quiet else 2,
+                )
+                warn(f"included {included} learned messages from {model_dir}")
+            else:
+                report = train_model(
+                    model_dir,
+                    sources,
+                    ham_paths,
+                    spam_paths,
+                    config,
+                    reading_progress=counter.update,
+                    fit_verbosity=0 if quiet else 2,
+                )
         except SpamcliError as error:
             fail(error)
     for failure in report.failures:
@@ -324,6 +349,76 @@ def evaluate(
     ]
     for name, value in rows:
         click.echo(f"{name:<20} {_number(value)}")
+
+
+@cli.command()
+@click.option(
+    "--spam",
+    "spam_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Learn everything in this file, folder, mbox, Maildir or archive as spam "
+    "('-': one message from stdin). Repeatable.",
+)
+@click.option(
+    "--ham",
+    "ham_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Learn everything in this file, folder, mbox, Maildir or archive as ham "
+    "('-': one message from stdin). Repeatable.",
+)
+@model_option
+@click.option(
+    "--forget",
+    is_flag=True,
+    help="Forget these messages instead: undo an earlier learn of them.",
+)
+def learn(
+    spam_paths: tuple[Path, ...], ham_paths: tuple[Path, ...], model_dir: Path, forget: bool
+) -> None:
+    """Correct the model: learn messages as spam or ham, in seconds, without retraining.
+
+    The model folder keeps the learned messages (see `train --resume`) and
+    the trained weights; each learn or --forget recomputes the weights from
+    those, so learning a message twice changes nothing and forgetting every
+    learned message gives back the trained model. One line per message on
+    stdout: 'OUTCOME LABEL SCORE_BEFORE SCORE_AFTER SOURCE'.
+    """
+    from spamcli.learning import learn as learn_messages
+
+    if not (spam_paths or ham_paths):
+        raise click.UsageError("give messages: --spam PATH or --ham PATH")
+    if [str(path) for path in (*spam_paths, *ham_paths)].count("-") > 1:
+        raise click.UsageError("stdin ('-') holds one message; give it once")
+    try:
+        report = learn_messages(
+            model_dir,
+            spam=_read_messages(spam_paths),
+            ham=_read_messages(ham_paths),
+            forget=forget,
+        )
+    except SpamcliError as error:
+        fail(error)
+    for failure in report.failures:
+        warn(f"{failure.source}: {failure.reason}")
+    for correction in report.corrections:
+        after = "-" if correction.score_after is None else f"{correction.score_after:.6f}"
+        click.echo(
+            f"{correction.outcome.replace(' ', '-')} {correction.label} "
+            f"{correction.score_before:.6f} {after} {correction.source}"
+        )
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes.items())
+    if report.changed:
+        side = "" if report.all_on_correct_side else " (not every message reached its side)"
+        warn(
+            f"{summary}; {model_dir} has learned {report.learned_spam} spam and "
+            f"{report.learned_ham} ham; {report.steps} steps{side}, {report.seconds:.1f} s"
+        )
+    else:
+        warn(f"{summary}; {model_dir} unchanged")
+    if report.failures:
+        sys.exit(1)
 
 
 @cli.group()
