@@ -352,50 +352,42 @@ def evaluate(
 
 
 @cli.command()
-@click.option(
-    "--spam",
-    "spam_paths",
-    multiple=True,
-    type=click.Path(path_type=Path, allow_dash=True),
-    help="Learn everything in this file, folder, mbox, Maildir or archive as spam "
-    "('-': one message from stdin). Repeatable.",
-)
-@click.option(
-    "--ham",
-    "ham_paths",
-    multiple=True,
-    type=click.Path(path_type=Path, allow_dash=True),
-    help="Learn everything in this file, folder, mbox, Maildir or archive as ham "
-    "('-': one message from stdin). Repeatable.",
-)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--spam", "as_spam", is_flag=True, help="Learn the messages as spam.")
+@click.option("--ham", "as_ham", is_flag=True, help="Learn the messages as ham.")
 @model_option
 @click.option(
     "--forget",
     is_flag=True,
-    help="Forget these messages instead: undo an earlier learn of them.",
+    help="Forget the messages instead: undo an earlier learn of them.",
 )
 def learn(
-    spam_paths: tuple[Path, ...], ham_paths: tuple[Path, ...], model_dir: Path, forget: bool
+    paths: tuple[Path, ...], as_spam: bool, as_ham: bool, model_dir: Path, forget: bool
 ) -> None:
     """Correct the model: learn messages as spam or ham, in seconds, without retraining.
 
-    The model folder keeps the learned messages (see `train --resume`) and
-    the trained weights; each learn or --forget recomputes the weights from
-    those, so learning a message twice changes nothing and forgetting every
-    learned message gives back the trained model. One line per message on
-    stdout: 'OUTCOME LABEL SCORE_BEFORE SCORE_AFTER SOURCE'.
+    PATHS are message files, folders, mbox files, Maildirs or archives, as
+    for predict; '-' or no PATH reads one message from stdin. Exactly one of
+    --spam and --ham gives their label. The model folder keeps the learned
+    messages (see train --resume) and the trained weights; each learn or
+    --forget recomputes the weights from those, so learning a message twice
+    changes nothing and forgetting every learned message gives back the
+    trained model. One line per message on stdout: 'OUTCOME LABEL
+    SCORE_BEFORE SCORE_AFTER SOURCE'.
     """
     from spamcli.learning import learn as learn_messages
 
-    if not (spam_paths or ham_paths):
-        raise click.UsageError("give messages: --spam PATH or --ham PATH")
-    if [str(path) for path in (*spam_paths, *ham_paths)].count("-") > 1:
+    if as_spam == as_ham:
+        raise click.UsageError("give the label: --spam or --ham (one of them)")
+    paths = paths or (Path("-"),)
+    if [str(path) for path in paths].count("-") > 1:
         raise click.UsageError("stdin ('-') holds one message; give it once")
+    messages = _read_messages(paths)
     try:
         report = learn_messages(
             model_dir,
-            spam=_read_messages(spam_paths),
-            ham=_read_messages(ham_paths),
+            spam=messages if as_spam else (),
+            ham=messages if as_ham else (),
             forget=forget,
         )
     except SpamcliError as error:

@@ -230,27 +230,32 @@ def test_read_learned_refuses_a_broken_file(model_copy: Path) -> None:
 def test_cli_learn_prints_one_line_per_message(
     runner: CliRunner, model_copy: Path, heldout_dir: Path
 ) -> None:
-    path = sorted((heldout_dir / "ham").iterdir())[0]
-    result = runner.invoke(cli, ["learn", "--spam", str(path), "-m", str(model_copy)])
+    first, second = sorted((heldout_dir / "ham").iterdir())[:2]
+    result = runner.invoke(cli, ["learn", "--spam", str(first), str(second), "-m", str(model_copy)])
     assert result.exit_code == 0, result.output
-    outcome, label, before, after, source = result.stdout.split()
-    assert (outcome, label, source) == ("added", "spam", str(path))
-    assert float(after) > float(before)
-    assert "learned 1 spam and 0 ham" in result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [(line[0], line[1], line[4]) for line in lines] == [
+        ("added", "spam", str(first)),
+        ("added", "spam", str(second)),
+    ]
+    assert all(float(after) > float(before) for _, _, before, after, _ in lines)
+    assert "learned 2 spam and 0 ham" in result.stderr
 
-    again = runner.invoke(
-        cli, ["learn", "--spam", "-", "-m", str(model_copy)], input=path.read_bytes()
-    )
+    again = runner.invoke(cli, ["learn", "--spam", "-m", str(model_copy)], input=first.read_bytes())
     assert again.exit_code == 0, again.output
-    assert again.stdout.split()[:2] == ["unchanged", "spam"]
+    assert again.stdout.split() == ["unchanged", "spam", lines[0][3], "-", "-"]
     assert "unchanged" in again.stderr
 
 
-def test_cli_learn_needs_messages(runner: CliRunner, model_copy: Path) -> None:
-    result = runner.invoke(cli, ["learn", "-m", str(model_copy)])
+@pytest.mark.parametrize(
+    "arguments",
+    [["msg.eml"], ["--spam", "--ham", "msg.eml"], ["--spam", "-", "-"]],
+    ids=["no label", "both labels", "stdin twice"],
+)
+def test_cli_learn_usage_errors(runner: CliRunner, model_copy: Path, arguments: list[str]) -> None:
+    result = runner.invoke(cli, ["learn", *arguments, "-m", str(model_copy)])
     assert result.exit_code == 2
-    both = runner.invoke(cli, ["learn", "--spam", "-", "--ham", "-", "-m", str(model_copy)])
-    assert both.exit_code == 2
+    assert not (model_copy / artifacts.LEARNED_FILE).exists()
 
 
 def test_cli_learn_missing_path_fails_without_a_traceback(
@@ -294,7 +299,6 @@ def test_train_resume_refuses_other_headers(
         )
 
 
-@pytest.mark.slow
 def test_cli_train_warns_about_learned_messages(
     runner: CliRunner, model_copy: Path, corpus_dir: Path, heldout_dir: Path
 ) -> None:
