@@ -155,6 +155,18 @@ def test_learned_messages_are_kept_in_plain_files(
     assert Scorer(model_copy).threshold == Scorer(trained_model_dir).threshold
 
 
+def test_learn_cannot_learn_words_the_model_never_saw(
+    model_copy: Path, trained_model_dir: Path, heldout_dir: Path
+) -> None:
+    unknown = b"Subject: zqxv\n\nzqxvwk plorbtangle frimbulous qwertyzzz\n"
+    report = learning.learn(model_copy, spam=[RawMessage("unknown.eml", unknown)] * 2)
+
+    assert [correction.outcome for correction in report.corrections] == ["added"]
+    assert report.changed and report.steps == 0 and not report.all_on_correct_side
+    assert_same_weights(weights(model_copy), weights(trained_model_dir))
+    assert learning.learned_count(model_copy) == 1  # kept for train --resume
+
+
 def test_learn_with_the_other_label_relabels(model_copy: Path, heldout_dir: Path) -> None:
     message = heldout_messages(heldout_dir, "spam", 1)
     learning.learn(model_copy, ham=message)
@@ -270,19 +282,22 @@ def test_cli_learn_missing_path_fails_without_a_traceback(
 def test_train_resume_includes_and_keeps_learned_messages(
     model_copy: Path, corpus_dir: Path, heldout_dir: Path, tiny_config: TrainingConfig
 ) -> None:
-    messages = heldout_messages(heldout_dir, "ham", 1)
+    # A new message, and a training ham corrected to spam.
+    messages = heldout_messages(heldout_dir, "ham", 1) + heldout_messages(corpus_dir, "ham", 1)
     learning.learn(model_copy, spam=messages)
     learned = (model_copy / artifacts.LEARNED_FILE).read_bytes()
 
     report, included = learning.train_with_learned(model_copy, [corpus_dir], config=tiny_config)
 
-    assert included == 1
+    assert included == 2
+    # 200 in the corpus, one of them replaced by its correction, one new.
     assert report.training_messages + report.validation_messages == 201
+    assert report.counts == {"ham": 99, "spam": 100}
     assert (model_copy / artifacts.LEARNED_FILE).read_bytes() == learned
     assert not (model_copy / artifacts.BASE_WEIGHTS_FILE).exists()
     metadata = artifacts.read_metadata(model_copy)
-    assert metadata["training_data"]["extra_messages"] == 1
-    assert metadata["learned"]["messages"] == 1
+    assert metadata["training_data"]["extra_messages"] == 2
+    assert metadata["learned"]["messages"] == 2
     # The next correction starts from the retrained weights.
     before = weights(model_copy)
     learning.learn(model_copy, spam=heldout_messages(heldout_dir, "ham", 2)[1:])
