@@ -9,7 +9,9 @@ A model folder holds:
   state; the source of truth, loaded with ``safe_mode=True``;
 - ``vocabulary.txt`` and ``weights.npz``: the same model exported for
   scoring without TensorFlow (one n-gram a line in index order; the Dense
-  kernels and biases as plain arrays, read with ``allow_pickle=False``).
+  kernels and biases as plain arrays, read with ``allow_pickle=False``);
+- after ``spamcli learn``: ``learned.jsonl`` and ``base_weights.npz`` (see
+  learning.py).
 
 File names are fixed here, never read from metadata, so no path in a model
 folder can point outside it. Nothing in a model folder is executed on load.
@@ -44,6 +46,11 @@ KERAS_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.txt"
 WEIGHTS_FILE = "weights.npz"
 REQUIRED_FILES = (METADATA_FILE, KERAS_FILE, VOCABULARY_FILE, WEIGHTS_FILE)
+# Optional, written by `spamcli learn` (see learning.py): the learned
+# messages, one JSON object a line, and the trained Dense weights that
+# learning starts from, in the layout of WEIGHTS_FILE.
+LEARNED_FILE = "learned.jsonl"
+BASE_WEIGHTS_FILE = "base_weights.npz"
 
 # Activations the exported Dense layers may use; anything else is refused.
 ACTIVATIONS = ("relu", "sigmoid")

@@ -3,7 +3,7 @@
 Results go to stdout, everything else (progress, warnings, errors) to
 stderr, so a script or mail filter reading stdout never sees anything but
 data. Exit status: 0 success, 1 an error (any input that failed), 2 a usage
-error. TensorFlow is imported only by ``train``, inside the command, so
+error. TensorFlow is imported only by ``train`` and ``learn``, inside the commands, so
 ``--help``, ``predict`` and ``evaluate`` start fast.
 """
 
@@ -208,6 +208,12 @@ def cli() -> None:
     "this share of validation spam (e.g. 0.99).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Add the messages the model folder has learned (spamcli learn) to the training "
+    "data, and keep them in the new model.",
+)
 def train(
     sources: tuple[Path, ...],
     ham_paths: tuple[Path, ...],
@@ -220,6 +226,7 @@ def train(
     target_false_positive_rate: float | None,
     target_recall: float | None,
     quiet: bool,
+    resume: bool,
 ) -> None:
     """Train a model on labelled mail and save it to the model folder.
 
@@ -228,6 +235,7 @@ def train(
     and text columns. With no sources at all, the SpamAssassin public corpus
     is fetched into data/ (if not there yet) and used.
     """
+    from spamcli.learning import learned_count, train_with_learned
     from spamcli.training import train as train_model
 
     if target_false_positive_rate is not None and target_recall is not None:
@@ -244,17 +252,34 @@ def train(
         target_false_positive_rate=target_false_positive_rate,
         target_recall=target_recall,
     )
+    if not resume and (count := learned_count(model_dir)):
+        warn(
+            f"{model_dir} has {count} learned messages; they are not included in this "
+            "training and the new model will not keep them (use --resume to include them)"
+        )
     with _Counter("reading mail", quiet) as counter:
         try:
-            report = train_model(
-                model_dir,
-                sources,
-                ham_paths,
-                spam_paths,
-                config,
-                reading_progress=counter.update,
-                fit_verbosity=0 if quiet else 2,
-            )
+            if resume:
+                report, included = train_with_learned(
+                    model_dir,
+                    sources,
+                    ham_paths,
+                    spam_paths,
+                    config,
+                    reading_progress=counter.update,
+                    fit_verbosity=0 if quiet else 2,
+                )
+                warn(f"included {included} learned messages from {model_dir}")
+            else:
+                report = train_model(
+                    model_dir,
+                    sources,
+                    ham_paths,
+                    spam_paths,
+                    config,
+                    reading_progress=counter.update,
+                    fit_verbosity=0 if quiet else 2,
+                )
         except SpamcliError as error:
             fail(error)
     for failure in report.failures:
@@ -902,6 +927,68 @@ def _discard_stdout() -> None:
         os.close(devnull)
     except (OSError, AttributeError, ValueError):
         pass
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--spam", "as_spam", is_flag=True, help="Learn the messages as spam.")
+@click.option("--ham", "as_ham", is_flag=True, help="Learn the messages as ham.")
+@model_option
+@click.option(
+    "--forget",
+    is_flag=True,
+    help="Forget the messages instead: undo an earlier learn of them.",
+)
+def learn(
+    paths: tuple[Path, ...], as_spam: bool, as_ham: bool, model_dir: Path, forget: bool
+) -> None:
+    """Correct the model: learn messages as spam or ham, in seconds, without retraining.
+
+    PATHS are message files, folders, mbox files, Maildirs or archives, as
+    for predict; '-' or no PATH reads one message from stdin. Exactly one of
+    --spam and --ham gives their label. The model folder keeps the learned
+    messages (see train --resume) and the trained weights; each learn or
+    --forget recomputes the weights from those, so learning a message twice
+    changes nothing and forgetting every learned message gives back the
+    trained model. One line per message on stdout: 'OUTCOME LABEL
+    SCORE_BEFORE SCORE_AFTER SOURCE'.
+    """
+    from spamcli.learning import learn as learn_messages
+
+    if as_spam == as_ham:
+        raise click.UsageError("give the label: --spam or --ham (one of them)")
+    paths = paths or (Path("-"),)
+    if [str(path) for path in paths].count("-") > 1:
+        raise click.UsageError("stdin ('-') holds one message; give it once")
+    messages = _read_messages(paths)
+    try:
+        report = learn_messages(
+            model_dir,
+            spam=messages if as_spam else (),
+            ham=messages if as_ham else (),
+            forget=forget,
+        )
+    except SpamcliError as error:
+        fail(error)
+    for failure in report.failures:
+        warn(f"{failure.source}: {failure.reason}")
+    for correction in report.corrections:
+        after = "-" if correction.score_after is None else f"{correction.score_after:.6f}"
+        click.echo(
+            f"{correction.outcome.replace(' ', '-')} {correction.label} "
+            f"{correction.score_before:.6f} {after} {correction.source}"
+        )
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes.items())
+    if report.changed:
+        side = "" if report.all_on_correct_side else " (not every message reached its side)"
+        warn(
+            f"{summary}; {model_dir} has learned {report.learned_spam} spam and "
+            f"{report.learned_ham} ham; {report.steps} steps{side}, {report.seconds:.1f} s"
+        )
+    else:
+        warn(f"{summary}; {model_dir} unchanged")
+    if report.failures:
+        sys.exit(1)
 
 
 @cli.group()

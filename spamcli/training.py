@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,19 +55,41 @@ def train(
     config: TrainingConfig | None = None,
     reading_progress: Callable[[int], None] | None = None,
     fit_verbosity: int = 0,
+    extra_texts: Sequence[tuple[str, bool]] = (),
+    replaced_digests: Collection[str] = (),
+    add_to_folder: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> TrainingReport:
     """Read the labelled mail, fit the model, choose the threshold, save the folder.
 
     Keras' own progress (``fit_verbosity`` 1 or 2) is written to stderr.
+
+    ``extra_texts``: more training messages, already tokenized (see
+    tokens.message_tokens, with ``config.header_policy``), as (token string,
+    is spam) pairs; ``spamcli train --resume`` passes a model's learned
+    messages here. Corpus messages whose SHA-256 is in ``replaced_digests``
+    are left out, since an extra pair stands for them with its own label.
+    ``add_to_folder(folder, metadata)`` may add files to the new model folder
+    and fields to its metadata before both are written.
     """
     config = config or TrainingConfig()
     started = time.monotonic()
     artifacts.check_replaceable(model_dir)
     corpus = load_corpus(sources, ham_paths, spam_paths, progress=reading_progress)
+    if replaced_digests:
+        corpus.messages = [
+            message
+            for message in corpus.messages
+            if hashlib.sha256(message.raw).hexdigest() not in replaced_digests
+        ]
     require_both_classes(corpus, config.minimum_per_class)
     counts, fingerprint = corpus.counts(), corpus.fingerprint()
     texts = [message_tokens(message.raw, config.header_policy) for message in corpus.messages]
-    is_spam = np.array([message.label == SPAM for message in corpus.messages])
+    is_spam = np.array(
+        [message.label == SPAM for message in corpus.messages]
+        + [bool(spam) for _text, spam in extra_texts],
+        dtype=bool,
+    )
+    texts.extend(text for text, _spam in extra_texts)
     # The raw bytes are no longer needed: training memory is the text only.
     duplicates, failures = corpus.duplicates, corpus.failures
     del corpus
@@ -111,6 +134,7 @@ def train(
             "counts": counts,
             "duplicates": duplicates,
             "fingerprint": fingerprint,
+            "extra_messages": len(extra_texts),
             "training_messages": len(train_texts),
             "validation_messages": len(validation_texts),
         },
@@ -119,6 +143,8 @@ def train(
     }
 
     def write_contents(directory: Path) -> None:
+        if add_to_folder is not None:
+            add_to_folder(directory, metadata)
         inference_model = _without_optimizer(model)
         inference_model.save(directory / artifacts.KERAS_FILE)
         metadata["export"] = artifacts.write_export(directory, export)
