@@ -163,6 +163,23 @@ def test_mailbox_predict_plain_files_keep_three_fields(
         assert Path(source).parent == heldout_dir / "ham"
 
 
+def test_mailbox_predict_single_message_with_envelope_is_a_message_file(
+    runner: CliRunner, trained_model_dir: Path, generate_mail: GenerateMail, tmp_path: Path
+) -> None:
+    # As the SpamAssassin corpus stores its messages: one each, with a From line.
+    (raw,) = generate_mail("spam", 1, 26)
+    path = write_mbox(tmp_path / "00001.abc", [raw])
+
+    text = invoke(runner, "predict", path, "-m", trained_model_dir)
+    record = json.loads(
+        invoke(runner, "predict", path, "-m", trained_model_dir, "--format", "json").stdout
+    )
+
+    assert text.stdout.rstrip("\n").split(" ")[2:] == [str(path)]
+    assert (record["source"], record["index"]) == (str(path), None)
+    assert record["message_id"] == header_message_id(raw)
+
+
 def test_mailbox_predict_message_id_field_has_no_spaces(
     runner: CliRunner, trained_model_dir: Path, generate_mail: GenerateMail, tmp_path: Path
 ) -> None:
@@ -561,3 +578,29 @@ def test_mailbox_sort_maildir_events(trained_model_dir: Path, mailbox: Path) -> 
     assert {event.label for event in events if isinstance(event, sorting.Moved)} == {"unsure"}
     assert (mailbox / ".Junk" / "cur").is_dir()
     assert len(mail_files(mailbox / ".Unsure")) == 4
+
+
+SORT_WITHOUT_TENSORFLOW = """
+import sys
+from spamcli.cli import main
+sys.argv = ["spamcli", "sort", "--dry-run", "--threshold", "0", "-m", sys.argv[2], sys.argv[1]]
+try:
+    main()
+except SystemExit as exit:
+    print("exit", exit.code)
+print("tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+def test_mailbox_sort_does_not_import_tensorflow(trained_model_dir: Path, mailbox: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", SORT_WITHOUT_TENSORFLOW, str(mailbox), str(trained_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 6, completed.stdout + completed.stderr
+    assert all(MOVE_LINE.fullmatch(line) for line in lines[:4])
+    assert lines[4:] == ["exit 0", "False False"]
