@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -322,10 +323,13 @@ def predict(
     PATHS are message files, folders (each file in them), mbox files,
     Maildirs or .tar/.tar.gz/.tar.bz2 archives; '-' or no PATH reads one
     message from stdin. Text output is 'LABEL SCORE SOURCE', LABEL being
-    ham, unsure or spam; JSON output is one object per line with source,
-    label and score (the spam probability). A path that cannot be read is
-    reported on stderr, the others are still classified, and the exit
-    status is 1 (3 with --exit-status).
+    ham, unsure or spam; a message from an mbox or Maildir adds its 1-based
+    INDEX in the mailbox and its MESSAGE-ID ('-' when it has none), two
+    fields without spaces: 'LABEL SCORE SOURCE INDEX MESSAGE-ID'. JSON
+    output is one object per line with source, label, score (the spam
+    probability), index (null for a message file) and message_id (or null).
+    A path that cannot be read is reported on stderr, the others are still
+    classified, and the exit status is 1 (3 with --exit-status).
 
     With --explain, each prediction is followed by the n-grams that raised
     and lowered its score most, one a line: four spaces, the effect (score
@@ -363,15 +367,24 @@ def predict(
             continue
         labels.add(item.label)
         if output_format == "json":
-            record = {"source": item.source, "label": item.label, "score": item.score}
+            record = {
+                "source": item.source,
+                "label": item.label,
+                "score": item.score,
+                "index": item.index,
+                "message_id": item.message_id,
+            }
             if explain:
                 record["explanation"] = _explanation_records(item.explanation)
             click.echo(json.dumps(record))
-        else:
+        elif item.index is None:
             click.echo(f"{item.label} {item.score:.6f} {item.source}")
-            if explain:
-                for line in _explanation_lines(item.explanation):
-                    click.echo(line)
+        else:
+            identifier = _message_id_field(item.message_id)
+            click.echo(f"{item.label} {item.score:.6f} {item.source} {item.index} {identifier}")
+        if explain and output_format != "json":
+            for line in _explanation_lines(item.explanation):
+                click.echo(line)
     if exit_status:
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
@@ -991,6 +1004,97 @@ def learn(
         sys.exit(1)
 
 
+def _folder_name(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> str | None:
+    from spamcli.sorting import check_folder_name
+
+    try:
+        return None if value is None else check_folder_name(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@cli.command(name="sort")
+@click.argument("maildir", type=click.Path(file_okay=False, path_type=Path))
+@model_option
+@click.option(
+    "--spam-folder",
+    metavar=".NAME",
+    default=".Junk",
+    show_default=True,
+    callback=_folder_name,
+    help="Maildir++ subfolder of MAILDIR that spam is moved to; made if missing.",
+)
+@click.option(
+    "--unsure-folder",
+    metavar=".NAME",
+    default=None,
+    callback=_folder_name,
+    help="Maildir++ subfolder for unsure mail, e.g. .Unsure.  [default: unsure mail stays]",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be moved; move nothing.")
+@cutoff_options
+def sort_command(
+    maildir: Path,
+    model_dir: Path,
+    spam_folder: str,
+    unsure_folder: str | None,
+    dry_run: bool,
+    threshold: float | None,
+    ham_cutoff: float | None,
+) -> None:
+    """Move the spam in a Maildir into its spam folder.
+
+    Every message in MAILDIR's new/ and cur/ is classified; spam goes to the
+    same part (new/ or cur/) of the spam folder under the same file name,
+    flags included, and unsure mail likewise to --unsure-folder if given.
+    The Maildir's subfolders are never read. Messages are moved by renaming,
+    never copied, and never over an existing file. One line per message
+    moved: 'VERDICT SCORE FROM -> TO'; a summary on stderr. A message that
+    cannot be read or moved (another mail program moved or changed it, or
+    its name is taken in the spam folder) is left in place and reported on
+    stderr, the others are still sorted, and the exit status is 1.
+    """
+    limit_blas_threads()
+    from spamcli.scoring import Scorer
+    from spamcli.sorting import Kept, Moved, Skipped, sort_maildir
+
+    counts = {"moved": 0, "kept": 0, "skipped": 0}
+    moved_to: dict[str, int] = {}
+    try:
+        scorer = Scorer(model_dir)
+        cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
+        for event in sort_maildir(
+            scorer, maildir, cutoffs, spam_folder, unsure_folder, dry_run=dry_run
+        ):
+            if isinstance(event, Moved):
+                counts["moved"] += 1
+                folder = event.destination_path.parent.parent.name
+                moved_to[folder] = moved_to.get(folder, 0) + 1
+                click.echo(
+                    f"{event.label} {event.score:.6f} {event.source_path} -> "
+                    f"{event.destination_path}"
+                )
+            elif isinstance(event, Kept):
+                counts["kept"] += 1
+            elif isinstance(event, Skipped):
+                counts["skipped"] += 1
+                warn(f"skipped {event.source_path}: {event.reason}")
+    except SpamcliError as error:
+        fail(error)
+    verb = "would move" if dry_run else "moved"
+    destinations = ", ".join(f"{count} to {folder}" for folder, count in sorted(moved_to.items()))
+    total = sum(counts.values())
+    warn(
+        f"{total} message{'s' if total != 1 else ''}: {verb} {counts['moved']}"
+        f"{f' ({destinations})' if destinations else ''}, left {counts['kept']}, "
+        f"skipped {counts['skipped']}"
+    )
+    if counts["skipped"]:
+        sys.exit(1)
+
+
 @cli.group()
 def corpus() -> None:
     """Get public corpora and the standard splits used for benchmarks."""
@@ -1091,6 +1195,15 @@ def _read_messages(paths: tuple[Path, ...]) -> Iterator[Any]:
                 yield ReadFailure("-", error.strerror or str(error))
         else:
             yield from iter_messages(path)
+
+
+def _message_id_field(message_id: str | None) -> str:
+    """A Message-ID as one field of a text line: its <...> part, white space
+    removed (a msg-id has none; only comments beside it may), '-' when absent."""
+    if not message_id:
+        return "-"
+    bracketed = re.search(r"<[^<>]*>", message_id)
+    return "".join((bracketed.group() if bracketed else message_id).split())
 
 
 def _number(value: float | int | None) -> str:

@@ -58,6 +58,11 @@ class RawMessage:
     """Where it came from, for a user: ``path/to/file``, ``archive.tar.bz2:spam/00001.x``,
     ``box.mbox:17`` (1-based index in the mbox) or ``Maildir:cur/123.host:2,S``."""
     raw: bytes
+    index: int | None = None
+    """The 1-based position of the message in its mbox (as in the source) or
+    Maildir (``cur/`` then ``new/``, each sorted by name); None for a message
+    file, which includes a file starting with ``From `` that holds only one
+    message."""
 
 
 @dataclass(frozen=True)
@@ -215,8 +220,9 @@ def _iter_folder(
     maildir = _is_maildir(path)
     if maildir:
         # tmp/ holds messages still being delivered, possibly incomplete.
+        position = itertools.count(1)
         for subfolder in ("cur", "new"):
-            yield from _iter_maildir_part(path, subfolder)
+            yield from _iter_maildir_part(path, subfolder, position)
     try:
         with os.scandir(path) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
@@ -244,7 +250,8 @@ def _iter_folder(
             yield from _iter_file(child, path.parts)
 
 
-def _iter_maildir_part(maildir: Path, subfolder: str) -> Iterator[_Found]:
+def _iter_maildir_part(maildir: Path, subfolder: str, position: Iterator[int]) -> Iterator[_Found]:
+    """The messages of ``cur/`` or ``new/``, numbered by the shared POSITION."""
     folder = maildir / subfolder
     try:
         with os.scandir(folder) as scan:
@@ -255,16 +262,21 @@ def _iter_maildir_part(maildir: Path, subfolder: str) -> Iterator[_Found]:
     for name in names:
         source = f"{maildir}:{subfolder}/{name}"
         # Maildir holds one message per file by definition: no mbox splitting.
+        # A message that cannot be read still takes its place in the count.
         item: RawMessage | ReadFailure
         try:
             with _open_regular(folder / name) as stream:
-                item = RawMessage(source, stream.read())
+                raw = stream.read()
         except _NotRegularFile as error:
             if error.is_folder:
                 continue
             item = ReadFailure(source, str(error))
+            next(position)
         except OSError as error:
             item = ReadFailure(source, _reason(error))
+            next(position)
+        else:
+            item = RawMessage(source, raw, next(position))
         yield _Found(item, maildir.parts)
 
 
@@ -343,7 +355,10 @@ def _iter_stream(stream: IO[bytes], source: str) -> Iterator[RawMessage]:
         # Finish the peek's last line, so chaining does not cut a line in two.
         lines = itertools.chain(io.BytesIO(head + stream.readline()), stream)
     for index, raw in _split_mbox(lines):
-        yield RawMessage(source if index == 0 else f"{source}:{index}", raw)
+        if index == 0:
+            yield RawMessage(source, raw)
+        else:
+            yield RawMessage(f"{source}:{index}", raw, index)
 
 
 def _split_mbox(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:

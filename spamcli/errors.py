@@ -20,3 +20,7 @@ class ModelError(SpamcliError):
 
 class FetchError(SpamcliError):
     """A corpus could not be downloaded or verified."""
+
+
+class MailboxError(SpamcliError):
+    """A mailbox could not be sorted: it is no Maildir, or a folder could not be made."""

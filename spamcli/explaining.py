@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from spamcli.corpus import RawMessage, ReadFailure
+from spamcli.mail import message_id
 from spamcli.scoring import OUT_OF_VOCABULARY_INDEX, Cutoffs, Scorer
 
 # The entry for the out-of-vocabulary bucket. No n-gram contains "(" or ")"
@@ -58,6 +59,8 @@ class ExplainedClassification:
     label: str
     score: float
     explanation: Explanation
+    index: int | None = None
+    message_id: str | None = None
 
 
 def explain_text(scorer: Scorer, text: str, top: int = DEFAULT_TOP) -> Explanation:
@@ -116,5 +119,10 @@ def explain_messages(
             continue
         explanation = explain_text(scorer, scorer.message_text(message.raw), top)
         yield ExplainedClassification(
-            message.source, cutoffs.label(explanation.score), explanation.score, explanation
+            message.source,
+            cutoffs.label(explanation.score),
+            explanation.score,
+            explanation,
+            message.index,
+            message_id(message.raw),
         )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from spamcli import artifacts
 from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE, HAM, SPAM, UNSURE
 from spamcli.corpus import RawMessage, ReadFailure
+from spamcli.mail import message_id
 from spamcli.tokens import message_tokens, ngrams
 
 if TYPE_CHECKING:
@@ -249,6 +250,10 @@ class Classification:
     source: str
     label: str
     score: float
+    index: int | None = None
+    """The message's 1-based position in its mbox or Maildir (see RawMessage.index)."""
+    message_id: str | None = None
+    """Its Message-ID header, e.g. ``<123@example.org>``; None when it has none."""
 
 
 # Messages are scored in batches: the Dense layers after the first are one
@@ -283,17 +288,19 @@ def classify(
         if isinstance(entry, ReadFailure):
             yield entry
             return
-        batch, scores = entry
-        if not isinstance(scores, list):  # a Future from a worker
-            scores = scores.result()
-        for message, score in zip(batch, scores, strict=True):
+        batch, scored = entry
+        if not isinstance(scored, list):  # a Future from a worker
+            scored = scored.result()
+        for message, (score, identifier) in zip(batch, scored, strict=True):
             verdict = scorer.verdict(float(score), cutoffs)
-            yield Classification(message.source, verdict.label, verdict.score)
+            yield Classification(
+                message.source, verdict.label, verdict.score, message.index, identifier
+            )
 
     def submit(batch: list[RawMessage]) -> None:
         raws = [message.raw for message in batch]
         if pool is None:
-            queue.append((batch, scorer.score_messages(raws)))
+            queue.append((batch, _score_and_identify(scorer, raws)))
         else:
             queue.append((batch, pool.submit(_score_in_worker, raws)))
 
@@ -353,6 +360,15 @@ def _start_workers(scorer: Scorer, worker_count: int) -> Executor | None:
     )
 
 
-def _score_in_worker(raws: list[bytes]) -> list[float]:
+def _score_and_identify(scorer: Scorer, raws: list[bytes]) -> list[tuple[float, str | None]]:
+    """Each message's score and Message-ID. The Message-ID is found where the
+    message is scored, in the workers when there are: a regular expression
+    over the header block, 13 us a message against 500 us for the tokens
+    (the random split's 1,210 test messages)."""
+    scores = scorer.score_messages(raws)
+    return [(score, message_id(raw)) for score, raw in zip(scores, raws, strict=True)]
+
+
+def _score_in_worker(raws: list[bytes]) -> list[tuple[float, str | None]]:
     assert _worker_scorer is not None, "worker started without a model"
-    return _worker_scorer.score_messages(raws)
+    return _score_and_identify(_worker_scorer, raws)

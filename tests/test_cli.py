@@ -31,7 +31,11 @@ from spamcli.cli import cli
 # generate_mail(label, count, seed), the conftest fixture
 GenerateMail = Callable[[str, int, int], list[bytes]]
 
-PREDICTION_LINE = re.compile(r"(?P<label>ham|unsure|spam) (?P<score>[01]\.\d{6}) (?P<source>.+)")
+# A message of an mbox or Maildir adds its index and Message-ID ("-" if none).
+PREDICTION_LINE = re.compile(
+    r"(?P<label>ham|unsure|spam) (?P<score>[01]\.\d{6}) (?P<source>.+?)"
+    r"(?: (?P<index>[1-9]\d*) (?P<message_id>\S+))?"
+)
 
 
 def walk_commands(
@@ -148,7 +152,7 @@ def test_cli_predict_json_lines(
     records = json_predictions(result)
     assert len(records) == len(list((heldout_dir / "spam").iterdir()))
     for record in records:
-        assert set(record) == {"source", "label", "score"}
+        assert set(record) == {"source", "label", "score", "index", "message_id"}
         assert record["label"] in ("ham", "spam")
         assert isinstance(record["score"], float) and 0.0 <= record["score"] <= 1.0
         assert Path(str(record["source"])).parent == heldout_dir / "spam"

@@ -276,13 +276,14 @@ def test_corpus_mbox_split_and_unquoted(tmp_path: Path) -> None:
     found = list(iter_messages(box))
 
     assert found == [
-        RawMessage(f"{box}:1", b"Subject: one\n\nFirst body.\n"),
+        RawMessage(f"{box}:1", b"Subject: one\n\nFirst body.\n", 1),
         RawMessage(
             f"{box}:2",
             b"Subject: two\n\nQuoted below:\n"
             b"From the desk of Bob, with love\n>From a doubly quoted line\n",
+            2,
         ),
-        RawMessage(f"{box}:3", b"Subject: three\n\nLast one.\n"),
+        RawMessage(f"{box}:3", b"Subject: three\n\nLast one.\n", 3),
     ]
 
 
@@ -366,8 +367,8 @@ def test_corpus_maildir_reads_cur_and_new_only(tmp_path: Path) -> None:
     maildir = make_maildir(tmp_path / "Maildir")
     found = list(iter_messages(maildir))
     assert found == [
-        RawMessage(f"{maildir}:cur/123.host:2,S", message("seen")),
-        RawMessage(f"{maildir}:new/124.host", message("unseen")),
+        RawMessage(f"{maildir}:cur/123.host:2,S", message("seen"), 1),
+        RawMessage(f"{maildir}:new/124.host", message("unseen"), 2),
     ]
 
 

@@ -270,7 +270,7 @@ def test_explain_cli_json_carries_the_list(
 
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert set(record) == {"source", "label", "score", "explanation"}
+    assert set(record) == {"source", "label", "score", "index", "message_id", "explanation"}
     scorer = Scorer(trained_model_dir)
     expected = explain_text(scorer, scorer.message_text(path.read_bytes()), top=3)
     assert record["score"] == expected.score
@@ -288,7 +288,7 @@ def test_explain_cli_plain_json_has_no_explanation(
 
     result = invoke(runner, "predict", "--format", "json", path, "-m", trained_model_dir)
 
-    assert set(json.loads(result.stdout)) == {"source", "label", "score"}
+    assert set(json.loads(result.stdout)) == {"source", "label", "score", "index", "message_id"}
 
 
 def test_explain_cli_top_without_explain_is_a_usage_error(
