@@ -76,6 +76,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import spamcli  # noqa: E402
 from spamcli.config import HAM, SPAM, TrainingConfig  # noqa: E402
 from spamcli.corpus import LabelledMessage, load_corpus, standard_split  # noqa: E402
+from spamcli.errors import SpamcliError  # noqa: E402
 
 REPOSITORY_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA_DIR = REPOSITORY_DIR.parent / "shared" / "corpora"
@@ -149,17 +150,19 @@ def main() -> int:
     if "bogofilter" in systems and bogofilter is None:
         systems.remove("bogofilter")
         notes.append("bogofilter is not installed (apt-get install -y bogofilter): skipped")
+    keep = arguments.work_dir is not None
+    if keep:
+        problem = work_dir_problem(arguments.work_dir.resolve())
+        if problem:
+            print(f"compare: {problem}", file=sys.stderr)
+            return 2
     started_at = datetime.now(UTC)
     load_before = os.getloadavg()
-    keep = arguments.work_dir is not None
     work_dir = (
         arguments.work_dir.resolve()
         if keep
         else Path(tempfile.mkdtemp(prefix="spamcli-compare-")).resolve()
     )
-    if work_dir == REPOSITORY_DIR or REPOSITORY_DIR in work_dir.parents:
-        print(f"compare: the work folder {work_dir} is inside the repository", file=sys.stderr)
-        return 2
     results: list[Result] = []
     splits: list[Split] = []
     try:
@@ -181,6 +184,10 @@ def main() -> int:
             results += split_results
             for line in render_text(split_results).splitlines()[1:]:
                 progress(line)
+    except SpamcliError as error:
+        # A missing or unreadable corpus or split folder.
+        print(f"compare: {error}", file=sys.stderr)
+        return 2
     except MeasurementError as error:
         print(f"compare: measurement failed: {error}", file=sys.stderr)
         return 1
@@ -189,6 +196,23 @@ def main() -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     print_report(arguments, splits, results, notes, started_at, load_before, os.getloadavg())
     return 0
+
+
+def work_dir_problem(work_dir: Path) -> str | None:
+    """Why WORK_DIR may not be used, or None. Its split folders are replaced
+    on each run, so it must be outside the repository and hold nothing else."""
+    if work_dir == REPOSITORY_DIR or REPOSITORY_DIR in work_dir.parents:
+        return f"the work folder {work_dir} is inside the repository"
+    if work_dir.exists():
+        if not work_dir.is_dir():
+            return f"the work folder {work_dir} is not a folder"
+        others = sorted(entry.name for entry in work_dir.iterdir() if entry.name not in SPLITS)
+        if others:
+            return (
+                f"the work folder {work_dir} holds more than this script's split folders "
+                f"(e.g. {others[0]!r}); give an empty or new folder"
+            )
+    return None
 
 
 def parse_arguments() -> argparse.Namespace:
