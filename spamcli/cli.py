@@ -1095,6 +1095,24 @@ def sort_command(
         sys.exit(1)
 
 
+@cli.command("index-vocabulary")
+@model_option
+def index_vocabulary(model_dir: Path) -> None:
+    """Add vocabulary.index to a model folder trained without one.
+
+    predict then looks n-grams up in the memory-mapped index instead of
+    building a dictionary of the vocabulary, which makes it start faster;
+    scores do not change. Training writes the index itself.
+    """
+    from spamcli.artifacts import write_vocabulary_index
+
+    try:
+        index_path = write_vocabulary_index(model_dir)
+    except SpamcliError as error:
+        fail(error)
+    click.echo(f"wrote {index_path}")
+
+
 @cli.group()
 def corpus() -> None:
     """Get public corpora and the standard splits used for benchmarks."""

@@ -23,8 +23,6 @@ import io
 import itertools
 import os
 import re
-import secrets
-import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -97,9 +95,9 @@ _INDEX_FILE_NAMES = frozenset({"cmds"})
 # What a corrupt or truncated archive raises, depending on its compression:
 # tarfile's own errors, OSError ("Invalid data stream" from bz2,
 # BadGzipFile), EOFError (truncated bz2/gzip/xz), zlib.error, LZMAError.
-# tarfile, lzma, zlib and csv are imported where they are used: a mail
-# filter that scores one message file never needs them, and they cost it
-# several milliseconds of start-up.
+# tarfile, lzma, zlib, csv and shutil are imported where they are used: a
+# mail filter that scores one message file never needs them, and they cost
+# it several milliseconds of start-up.
 
 
 def _archive_errors() -> tuple[type[BaseException], ...]:
@@ -926,6 +924,8 @@ def write_split(
                 counts[part][keyed.message.label] += 1
         _replace_folder(staging, dest)
     except BaseException as error:
+        import shutil
+
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError):
             raise CorpusError(f"cannot write the split to {dest}: {_reason(error)}") from error
@@ -939,7 +939,9 @@ def _sibling(dest: Path, kind: str) -> Path:
     Hidden, so a crash that leaves it behind does not add its messages to a
     folder tree read later.
     """
-    return dest.parent / f".{dest.name}.{secrets.token_hex(4)}.{kind}"
+    # os.urandom, which is what secrets.token_hex reads: importing secrets
+    # (hmac, hashlib, random) cost a one-message filter 5 ms of start-up.
+    return dest.parent / f".{dest.name}.{os.urandom(4).hex()}.{kind}"
 
 
 def _check_replaceable(dest: Path) -> None:
@@ -972,4 +974,6 @@ def _replace_folder(new: Path, dest: Path) -> None:
     except BaseException:
         old.rename(dest)
         raise
+    import shutil
+
     shutil.rmtree(old, ignore_errors=True)

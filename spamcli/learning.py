@@ -378,7 +378,12 @@ def _relearn(
 
 # Files the learned folder is written with; anything else is copied over.
 _WRITTEN_FILES = frozenset(
-    {*artifacts.REQUIRED_FILES, artifacts.LEARNED_FILE, artifacts.BASE_WEIGHTS_FILE}
+    {
+        *artifacts.REQUIRED_FILES,
+        *artifacts.OPTIONAL_FILES,
+        artifacts.LEARNED_FILE,
+        artifacts.BASE_WEIGHTS_FILE,
+    }
 )
 
 

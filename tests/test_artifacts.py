@@ -21,6 +21,7 @@ from spamcli import artifacts
 from spamcli.artifacts import (
     FORMAT_VERSION,
     METADATA_FILE,
+    OPTIONAL_FILES,
     REQUIRED_FILES,
     WEIGHTS_FILE,
     read_export,
@@ -434,7 +435,9 @@ def test_artifacts_trained_folder_describes_itself(
 ) -> None:
     metadata = read_metadata(trained_model_dir)
 
-    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(REQUIRED_FILES)
+    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(
+        REQUIRED_FILES + OPTIONAL_FILES
+    )
     assert metadata["format_version"] == FORMAT_VERSION
     assert metadata["header_policy"] == tiny_config.header_policy
     assert metadata["hyperparameters"]["vocabulary_size"] == tiny_config.vocabulary_size
