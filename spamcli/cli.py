@@ -9,8 +9,10 @@ error. TensorFlow is imported only by ``train``, inside the command, so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,7 +195,7 @@ def train(
     config = TrainingConfig(
         header_policy=header_policy, seed=seed, epochs=epochs, unsure_rate=unsure_rate
     )
-    with _Counter("reading mail", quiet) as counter:
+    with _Counter("reading mail", quiet) as counter, _interrupted_by_sigterm():
         try:
             report = train_model(
                 model_dir,
@@ -263,17 +265,28 @@ def predict(
     cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
     failures = 0
     labels: set[str] = set()
-    for item in classify(scorer, _read_messages(paths or (Path("-"),)), cutoffs):
-        if isinstance(item, ReadFailure):
-            failures += 1
-            warn(f"{item.source}: {item.reason}")
-            continue
-        labels.add(item.label)
-        if output_format == "json":
-            record = {"source": item.source, "label": item.label, "score": item.score}
-            click.echo(json.dumps(record))
-        else:
-            click.echo(f"{item.label} {item.score:.6f} {item.source}")
+    try:
+        for item in classify(scorer, _read_messages(paths or (Path("-"),)), cutoffs):
+            if isinstance(item, ReadFailure):
+                if item.skipped:
+                    # A FIFO or device found in a folder: no message, no error.
+                    warn(f"skipped {item.source}: {item.reason}")
+                    continue
+                failures += 1
+                warn(f"{item.source}: {item.reason}")
+                continue
+            labels.add(item.label)
+            if output_format == "json":
+                record = {"source": item.source, "label": item.label, "score": item.score}
+                click.echo(json.dumps(record))
+            else:
+                click.echo(f"{item.label} {item.score:.6f} {item.source}")
+    except SpamcliError as error:
+        # A model that loaded but cannot score: weights that are no numbers.
+        if exit_status:
+            warn(str(error))
+            sys.exit(verdict_exit_status((), failed=True))
+        fail(error)
     if exit_status:
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
@@ -403,6 +416,30 @@ def split(split_name: str, source_dir: Path | None, dest_dir: Path | None) -> No
     click.echo(f"written to {destination}")
 
 
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, as Ctrl-C is, while training.
+
+    Python's default for SIGTERM ends the process on the spot, leaving the
+    half-written temporary model folder beside the model; an exception lets
+    the model folder's writer remove it. Either way the previous model stays
+    in place (see artifacts.write_model_dir).
+    """
+
+    def interrupt(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _fetched_spamassassin(quiet: bool) -> Path:
     """The SpamAssassin corpus under data/, fetched first if need be."""
     from spamcli.fetch import fetch_spamassassin
@@ -416,16 +453,19 @@ def _fetched_spamassassin(quiet: bool) -> Path:
 
 
 def _read_messages(paths: tuple[Path, ...]) -> Iterator[Any]:
-    from spamcli.corpus import RawMessage, ReadFailure, iter_messages
+    """The messages to classify. Only the part of each message that is
+    parsed is kept (config.MAX_MESSAGE_BYTES), so a 50 MB message read from
+    a file or stdin costs about 1 MB of memory."""
+    from spamcli.config import MAX_MESSAGE_BYTES
+    from spamcli.corpus import iter_messages, read_stream
 
     for path in paths:
         if str(path) == "-":
-            try:
-                yield RawMessage("-", sys.stdin.buffer.read())
-            except OSError as error:
-                yield ReadFailure("-", error.strerror or str(error))
+            # sys.stdin is None when descriptor 0 was closed at start-up.
+            stdin = getattr(sys.stdin, "buffer", None)
+            yield read_stream(stdin, "-", read_limit=MAX_MESSAGE_BYTES)
         else:
-            yield from iter_messages(path)
+            yield from iter_messages(path, read_limit=MAX_MESSAGE_BYTES)
 
 
 def _number(value: float | int | None) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from spamcli import artifacts
 from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE, HAM, SPAM, UNSURE
 from spamcli.corpus import RawMessage, ReadFailure
+from spamcli.errors import ModelError
 from spamcli.tokens import message_tokens, ngrams
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ OUT_OF_VOCABULARY_INDEX = 0
 NORMALIZATION_EPSILON = 1e-12
 # Up to this many messages at once are scored without NumPy.
 LIGHT_BATCH_LIMIT = 8
+# Reads of a model folder that `train` keeps replacing before giving up.
+LOAD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,22 @@ class Scorer:
 
     def __init__(self, model_dir: str | Path) -> None:
         self.model_dir = Path(model_dir)
+        # `train` replaces a model folder with one atomic exchange, which may
+        # fall between the reads of its files: had the folder changed by the
+        # end, the files may be of two models, so they are read again.
+        for _attempt in range(LOAD_ATTEMPTS):
+            folder = _folder_identity(self.model_dir)
+            try:
+                self._load()
+            except ModelError:
+                if _folder_identity(self.model_dir) == folder:
+                    raise
+                continue
+            if _folder_identity(self.model_dir) == folder:
+                return
+        raise ModelError(f"{self.model_dir} changed each time it was read; try again")
+
+    def _load(self) -> None:
         self.metadata: dict[str, Any] = artifacts.read_metadata(self.model_dir)
         self.header_policy: str = self.metadata["header_policy"]
         self.threshold: float = float(self.metadata["threshold"])
@@ -144,6 +163,8 @@ class Scorer:
                         sum_ + value * weight for sum_, weight in zip(output, row, strict=True)
                     ]
             hidden = [_activate_one(value, layer.activation) for value in output]
+        if not 0.0 <= hidden[0] <= 1.0:
+            raise self._no_score()
         return hidden[0]
 
     def score_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -164,11 +185,25 @@ class Scorer:
         for layer in layers[1:]:
             product = hidden @ layer.kernel.astype(np.float64) + layer.bias
             hidden = _activate(product, layer.activation)
-        return hidden[:, 0]
+        scores = hidden[:, 0]
+        if not np.all((scores >= 0.0) & (scores <= 1.0)):
+            raise self._no_score()
+        return scores
+
+    def _no_score(self) -> ModelError:
+        # Only weights that are not finite numbers (NaN, infinity) give a
+        # sigmoid outside [0, 1]. Checking every weight on load would read
+        # the whole first kernel, which a one-message filter never does.
+        return ModelError(
+            f"{self.model_dir}: the model's weights give no score (not a number); "
+            f"{artifacts.WEIGHTS_FILE} is damaged"
+        )
 
     def _numpy_export(self) -> artifacts.ScoringExport:
         if self._export is None:
-            self._export = artifacts.read_export(self.model_dir, self.metadata, self._vocabulary)
+            self._export = artifacts.read_export(
+                self.model_dir, self.metadata, self._vocabulary, self._light.weights
+            )
         return self._export
 
     def _present_set(self, text: str) -> set[int]:
@@ -182,6 +217,15 @@ class Scorer:
         return np.fromiter(present, dtype=np.intp, count=len(present))
 
 
+def _folder_identity(model_dir: Path) -> tuple[int, int] | None:
+    """The folder's device and inode: a replaced folder has another inode."""
+    try:
+        status = os.stat(model_dir)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 def _inverse_norm(count: int) -> float:
     """1 / the L2 norm of a multi-hot vector with ``count`` ones, as Keras clips it."""
     return min(1.0 / math.sqrt(count), 1.0 / NORMALIZATION_EPSILON) if count else 0.0
@@ -189,7 +233,9 @@ def _inverse_norm(count: int) -> float:
 
 def _activate_one(value: float, activation: str) -> float:
     if activation == "relu":
-        return value if value > 0.0 else 0.0
+        # Written so that NaN passes through, as it does through np.maximum:
+        # damaged weights must fail here too, not score as if they were 0.
+        return 0.0 if value <= 0.0 else value
     # sigmoid, through exp(-|x|) so that nothing overflows
     decay = math.exp(-abs(value))
     return 1.0 / (1.0 + decay) if value >= 0 else decay / (1.0 + decay)
