@@ -243,7 +243,10 @@ class WeightsFile:
         except (OSError, ValueError) as error:
             raise ModelError(f"cannot read the scoring export in {path.parent}: {error}") from None
         try:
-            with zipfile.ZipFile(path) as archive:
+            # The zip directory is read from the same map, not by opening
+            # PATH again: a model folder replaced in between would give the
+            # directory of one file and the arrays of another.
+            with zipfile.ZipFile(self._map) as archive:  # type: ignore[call-overload]
                 for info in archive.infolist():
                     self._arrays[info.filename.removesuffix(".npy")] = self._locate(info)
         except (

@@ -302,3 +302,53 @@ def test_no_lost_work_file_size_limit_keeps_the_previous_model(
     assert listing(model_copy) == before_files
     assert staging_folders(model_copy) == []
     assert predict_output(model_copy, heldout_messages) == before_scores
+
+
+def test_no_lost_work_scorer_never_mixes_two_models(tmp_path: Path) -> None:
+    # Two hand-made models whose vocabularies differ in length, swapped by
+    # the same atomic exchange `train` uses, every 20 ms, while the folder
+    # is loaded again and again: a scorer that read its files from both
+    # models would fail its shape checks. Without TensorFlow; 3 s.
+    from conftest import write_synthetic_model
+
+    from spamcli.errors import ModelError
+    from spamcli.scoring import Scorer
+
+    model_dir = write_synthetic_model(tmp_path / "model")
+    other_dir = write_synthetic_model(tmp_path / "other")
+    with open(other_dir / artifacts.VOCABULARY_FILE, "a", encoding="utf-8") as vocabulary:
+        vocabulary.write("new\nwords\n")
+    import numpy as np
+
+    with np.load(other_dir / artifacts.WEIGHTS_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["dense_0.kernel"] = np.vstack([arrays["dense_0.kernel"], np.ones((2, 3), np.float32)])
+    with open(other_dir / artifacts.WEIGHTS_FILE, "wb") as weights_file:
+        np.savez(weights_file, **arrays)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def keep_replacing() -> None:
+        while not stop.is_set():
+            artifacts._exchange(other_dir, model_dir)
+            time.sleep(0.02)
+
+    replacer = threading.Thread(target=keep_replacing)
+    replacer.start()
+    loads, errors = 0, []
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            loads += 1
+            try:
+                scorer = Scorer(model_dir)
+                # More than a light batch: NumPy reads the weights again.
+                scores = scorer.score_texts(["cash prize"] * 20)
+                assert len(scores) == 20
+            except ModelError as error:
+                errors.append(str(error))
+    finally:
+        stop.set()
+        replacer.join()
+
+    assert loads > 100
+    assert errors == []
