@@ -170,9 +170,10 @@ def iter_messages(
     <(command)`` passes one).
 
     READ_LIMIT, if given, lets each message be cut after its first
-    READ_LIMIT bytes (those are exactly what a full read gives; at most
-    twice as many are kept), for a caller that parses no more than that:
-    a 50 MB message then costs its first megabytes of memory, not 50 MB.
+    READ_LIMIT bytes, which come out as a full read gives them (at most
+    twice as many are kept; see _MboxSplitter for the one exception), for a
+    caller that parses no more than that: a 50 MB message then costs its
+    first megabytes of memory, not 50 MB.
     """
     for found in _iter_path(Path(path), read_limit):
         yield found.item
