@@ -24,6 +24,7 @@ folder can point outside it. Nothing in a model folder is executed on load.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import math
 import mmap
@@ -92,6 +93,9 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelError(f"cannot read {metadata_path}: {error}") from None
+    except RecursionError:
+        # json nests by recursion: 100,000 "[" exhaust the stack.
+        raise ModelError(f"cannot read {metadata_path}: nested too deeply") from None
     if not isinstance(metadata, dict):
         raise ModelError(f"{metadata_path} is not a JSON object")
     version = metadata.get("format_version")
@@ -129,6 +133,29 @@ def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
     layers = export.get("layers") if isinstance(export, dict) else None
     if not isinstance(layers, list) or not all(isinstance(spec, dict) for spec in layers):
         raise ModelError(f"{model_path}: metadata does not describe the scoring export")
+
+
+def load_keras_model(model_dir: str | Path) -> Any:
+    """The folder's Keras model, loaded with ``safe_mode=True``.
+
+    A ``.keras`` file may hold the bytecode of a Lambda layer; safe mode
+    refuses to deserialize it, so loading a model never runs code from the
+    file. Any failure, that refusal included, is a one-line ModelError.
+    (predict and evaluate never call this: they score from the export.)
+    """
+    import keras
+
+    keras_path = Path(model_dir) / KERAS_FILE
+    try:
+        return keras.saving.load_model(keras_path, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, zipfile and h5 errors
+        text = " ".join(str(error).split())
+        if "safe_mode" in text or "arbitrary code" in text:
+            # Keras' own message is a paragraph, sometimes wrapped in another.
+            reason = "it holds Python code (a Lambda layer or a custom function), never loaded"
+        else:
+            reason = text[:300] or type(error).__name__
+        raise ModelError(f"cannot load {keras_path}: {reason}") from None
 
 
 def read_vocabulary(model_dir: str | Path) -> list[str]:
@@ -189,21 +216,30 @@ def write_vocabulary_index(model_dir: str | Path) -> Path:
 
 
 def read_export(
-    model_dir: str | Path, metadata: dict[str, Any], vocabulary: list[str] | None = None
+    model_dir: str | Path,
+    metadata: dict[str, Any],
+    vocabulary: list[str] | None = None,
+    weights: WeightsFile | None = None,
 ) -> ScoringExport:
-    """Read the vocabulary and Dense weights, checking that their shapes agree."""
+    """Read the vocabulary and Dense weights, checking that their shapes agree.
+
+    WEIGHTS, an open weights file, is read instead of the folder's: a
+    scorer that loaded the folder before `train` replaced it keeps scoring
+    with the weights it loaded, never with the new model's.
+    """
     import numpy as np
 
     model_path = Path(model_dir)
     if vocabulary is None:
         vocabulary = read_vocabulary(model_path)
+    source: Any = model_path / WEIGHTS_FILE if weights is None else weights.copy()
     try:
-        with np.load(model_path / WEIGHTS_FILE, allow_pickle=False) as arrays:
+        with np.load(source, allow_pickle=False) as arrays:
             stored = {name: arrays[name] for name in arrays.files}
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ModelError(f"cannot read the scoring export in {model_path}: {error}") from None
     layer_specs = metadata.get("export", {}).get("layers", [])
-    layers = []
+    layers: list[DenseWeights] = []
     width = len(vocabulary)
     for spec in layer_specs:
         name, activation = spec.get("name"), spec.get("activation")
@@ -211,7 +247,7 @@ def read_export(
         if kernel is None or bias is None or activation not in ACTIVATIONS:
             raise ModelError(f"{model_path}: the scoring export has no valid layer {name!r}")
         if kernel.ndim != 2 or kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
-            raise ModelError(f"{model_path}: layer {name!r} does not fit the layer before it")
+            raise ModelError(_misfit(model_path, name, kernel.shape, width, first=not layers))
         layers.append(DenseWeights(kernel.astype(np.float32), bias.astype(np.float32), activation))
         width = kernel.shape[1]
     if not layers or width != 1 or layers[-1].activation != "sigmoid":
@@ -258,12 +294,19 @@ class WeightsFile:
 
     def __init__(self, path: Path) -> None:
         self._arrays: dict[str, tuple[int, tuple[int, ...]]] = {}
-        with open(path, "rb") as handle:
-            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
+            with open(path, "rb") as handle:
+                # An empty file cannot be mapped: ValueError.
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"cannot read the scoring export in {path.parent}: {error}") from None
+        try:
+            # The zip directory is read from the same map, not by opening
+            # PATH again: a model folder replaced in between would give the
+            # directory of one file and the arrays of another.
             members = _zip_members(self._map)
             if members is None:
-                members = _zip_members_with_zipfile(path)
+                members = _zip_members_with_zipfile(self._map)
             for name, compress_type, header_offset, file_size in members:
                 self._arrays[name.removesuffix(".npy")] = self._locate(
                     name, compress_type, header_offset, file_size
@@ -314,6 +357,10 @@ class WeightsFile:
         if data_start + 4 * math.prod(shape) > start + file_size:
             raise ValueError(f"{name} is shorter than its header says")
         return data_start, shape
+
+    def copy(self) -> io.BytesIO:
+        """The whole file, as it was when opened, in memory."""
+        return io.BytesIO(self._map)
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         located = self._arrays.get(name)
@@ -387,11 +434,11 @@ def _zip_members(data: mmap.mmap) -> list[tuple[str, int, int, int]] | None:
     return members
 
 
-def _zip_members_with_zipfile(path: Path) -> list[tuple[str, int, int, int]]:
+def _zip_members_with_zipfile(mapped: mmap.mmap) -> list[tuple[str, int, int, int]]:
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(mapped) as archive:  # type: ignore[call-overload]
             return [
                 (info.filename, info.compress_type, info.header_offset, info.file_size)
                 for info in archive.infolist()
@@ -416,7 +463,7 @@ def read_light_export(
         if kernel_shape is None or bias_shape is None or activation not in ACTIVATIONS:
             raise ModelError(f"{model_path}: the scoring export has no valid layer {name!r}")
         if len(kernel_shape) != 2 or kernel_shape[0] != width or bias_shape != kernel_shape[1:]:
-            raise ModelError(f"{model_path}: layer {name!r} does not fit the layer before it")
+            raise ModelError(_misfit(model_path, name, kernel_shape, width, first=not layers))
         bias = weights.row(f"{name}.bias", 0)
         rows = weights.rows(f"{name}.kernel") if layers else None
         layers.append(LightLayer(name, kernel_shape[1], bias, activation, rows))
@@ -424,6 +471,19 @@ def read_light_export(
     if not layers or width != 1 or layers[-1].activation != "sigmoid":
         raise ModelError(f"{model_path}: the scoring export does not end in one sigmoid unit")
     return LightExport(bool(metadata["export"].get("l2_normalize")), layers, weights)
+
+
+def _misfit(
+    model_path: Path, name: object, kernel_shape: tuple[int, ...], width: int, first: bool
+) -> str:
+    """Why a layer's kernel does not fit: the first layer's rows must be the
+    vocabulary's n-grams, every other layer's the units of the one before."""
+    if first and len(kernel_shape) == 2 and kernel_shape[0] != width:
+        return (
+            f"{model_path}: layer {name!r} does not fit the vocabulary: {VOCABULARY_FILE} "
+            f"has {width} n-grams, the layer {kernel_shape[0]} rows"
+        )
+    return f"{model_path}: layer {name!r} does not fit the layer before it"
 
 
 def write_export(directory: Path, export: ScoringExport) -> dict[str, Any]:
@@ -462,16 +522,24 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
 
     target = Path(model_dir).absolute()
     check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    except OSError as error:
+        raise _not_saved(target, error) from None
     try:
         # mkdtemp makes the folder private; a model is read by mail filters
         # running as other users, so give it the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)
-        write_contents(staging)
-        _sync_tree(staging)
+        try:
+            write_contents(staging)
+            _sync_tree(staging)
+        except OSError as error:
+            # A full disk (ENOSPC), a file size limit (EFBIG), a quota:
+            # nothing has been replaced yet.
+            raise _not_saved(target, error) from None
         if target.exists():
             check_replaceable(target)
             _exchange(staging, target)  # staging now holds the previous model
@@ -483,6 +551,12 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _not_saved(target: Path, error: OSError) -> ModelError:
+    reason = " ".join((error.strerror or str(error) or type(error).__name__).split())
+    kept = "the previous model is unchanged" if target.exists() else "nothing was written"
+    return ModelError(f"cannot save the model in {target}: {reason}; {kept}")
 
 
 def check_replaceable(model_dir: str | Path) -> None:

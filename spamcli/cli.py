@@ -9,9 +9,11 @@ error. TensorFlow is imported only by ``train`` and ``learn``, inside the comman
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,7 +260,7 @@ def train(
             f"{model_dir} has {count} learned messages; they are not included in this "
             "training and the new model will not keep them (use --resume to include them)"
         )
-    with _Counter("reading mail", quiet) as counter:
+    with _Counter("reading mail", quiet) as counter, _interrupted_by_sigterm():
         try:
             if resume:
                 report, included = train_with_learned(
@@ -360,31 +362,42 @@ def predict(
         items: Iterator[Any] = explain_messages(scorer, messages, cutoffs, top)
     else:
         items = classify(scorer, messages, cutoffs)
-    for item in items:
-        if isinstance(item, ReadFailure):
-            failures += 1
-            warn(f"{item.source}: {item.reason}")
-            continue
-        labels.add(item.label)
-        if output_format == "json":
-            record = {
-                "source": item.source,
-                "label": item.label,
-                "score": item.score,
-                "index": item.index,
-                "message_id": item.message_id,
-            }
-            if explain:
-                record["explanation"] = _explanation_records(item.explanation)
-            click.echo(json.dumps(record))
-        elif item.index is None:
-            click.echo(f"{item.label} {item.score:.6f} {item.source}")
-        else:
-            identifier = _message_id_field(item.message_id)
-            click.echo(f"{item.label} {item.score:.6f} {item.source} {item.index} {identifier}")
-        if explain and output_format != "json":
-            for line in _explanation_lines(item.explanation):
-                click.echo(line)
+    try:
+        for item in items:
+            if isinstance(item, ReadFailure):
+                if item.skipped:
+                    # A FIFO or device found in a folder: no message, no error.
+                    warn(f"skipped {item.source}: {item.reason}")
+                    continue
+                failures += 1
+                warn(f"{item.source}: {item.reason}")
+                continue
+            labels.add(item.label)
+            if output_format == "json":
+                record = {
+                    "source": item.source,
+                    "label": item.label,
+                    "score": item.score,
+                    "index": item.index,
+                    "message_id": item.message_id,
+                }
+                if explain:
+                    record["explanation"] = _explanation_records(item.explanation)
+                click.echo(json.dumps(record))
+            elif item.index is None:
+                click.echo(f"{item.label} {item.score:.6f} {item.source}")
+            else:
+                identifier = _message_id_field(item.message_id)
+                click.echo(f"{item.label} {item.score:.6f} {item.source} {item.index} {identifier}")
+            if explain and output_format != "json":
+                for line in _explanation_lines(item.explanation):
+                    click.echo(line)
+    except SpamcliError as error:
+        # A model that loaded but cannot score: weights that are no numbers.
+        if exit_status:
+            warn(str(error))
+            sys.exit(verdict_exit_status((), failed=True))
+        fail(error)
     if exit_status:
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
@@ -973,7 +986,7 @@ def learn(
     paths = paths or (Path("-"),)
     if [str(path) for path in paths].count("-") > 1:
         raise click.UsageError("stdin ('-') holds one message; give it once")
-    messages = _read_messages(paths)
+    messages = _read_messages(paths, whole=True)
     try:
         report = learn_messages(
             model_dir,
@@ -1190,6 +1203,30 @@ def split(split_name: str, source_dir: Path | None, dest_dir: Path | None) -> No
     click.echo(f"written to {destination}")
 
 
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, as Ctrl-C is, while training.
+
+    Python's default for SIGTERM ends the process on the spot, leaving the
+    half-written temporary model folder beside the model; an exception lets
+    the model folder's writer remove it. Either way the previous model stays
+    in place (see artifacts.write_model_dir).
+    """
+
+    def interrupt(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _fetched_spamassassin(quiet: bool) -> Path:
     """The SpamAssassin corpus under data/, fetched first if need be."""
     from spamcli.fetch import fetch_spamassassin
@@ -1202,17 +1239,22 @@ def _fetched_spamassassin(quiet: bool) -> Path:
     return destination
 
 
-def _read_messages(paths: tuple[Path, ...]) -> Iterator[Any]:
-    from spamcli.corpus import RawMessage, ReadFailure, iter_messages
+def _read_messages(paths: tuple[Path, ...], whole: bool = False) -> Iterator[Any]:
+    """The messages to classify. Only the part of each message that is
+    parsed is kept (config.MAX_MESSAGE_BYTES), so a 50 MB message read from
+    a file or stdin costs about 1 MB of memory; ``whole`` keeps every byte,
+    for `learn`, which identifies a message by the digest of all of it."""
+    from spamcli.config import MAX_MESSAGE_BYTES
+    from spamcli.corpus import iter_messages, read_stream
 
+    read_limit = None if whole else MAX_MESSAGE_BYTES
     for path in paths:
         if str(path) == "-":
-            try:
-                yield RawMessage("-", sys.stdin.buffer.read())
-            except OSError as error:
-                yield ReadFailure("-", error.strerror or str(error))
+            # sys.stdin is None when descriptor 0 was closed at start-up.
+            stdin = getattr(sys.stdin, "buffer", None)
+            yield read_stream(stdin, "-", read_limit=read_limit)
         else:
-            yield from iter_messages(path)
+            yield from iter_messages(path, read_limit=read_limit)
 
 
 def _message_id_field(message_id: str | None) -> str:

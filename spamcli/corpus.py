@@ -27,7 +27,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from spamcli.config import HAM, SPAM
 from spamcli.errors import CorpusError
@@ -42,6 +42,7 @@ __all__ = [
     "iter_messages",
     "label_from_path",
     "load_corpus",
+    "read_stream",
     "require_both_classes",
     "standard_split",
     "write_split",
@@ -70,6 +71,9 @@ class ReadFailure:
     source: str
     reason: str
     """One line a user can read, e.g. ``No such file or directory``."""
+    skipped: bool = False
+    """True for a file found in a folder that is no message file (a FIFO,
+    socket or device): left out on purpose, a note rather than an error."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ class _Found(NamedTuple):
     folders: tuple[str, ...]
 
 
-def iter_messages(path: str | Path) -> Iterator[RawMessage | ReadFailure]:
+def iter_messages(
+    path: str | Path, read_limit: int | None = None
+) -> Iterator[RawMessage | ReadFailure]:
     """Every message in PATH, lazily, in a stable order (folders sorted by name).
 
     PATH is a message file, a folder (recursively, each regular file is one
@@ -160,12 +166,41 @@ def iter_messages(path: str | Path) -> Iterator[RawMessage | ReadFailure]:
     (which start with an envelope line) keep their bytes and names. When an
     mbox holds several messages, each is yielded without its ``From `` line
     and with ``>From `` unquoted, as ``mailbox.mbox`` would.
+
+    Non-regular files inside a folder (FIFOs, sockets, devices) are never
+    opened: each gives a ReadFailure with ``skipped`` set. A FIFO named as
+    PATH itself is read, as ``cat`` would read it (``spamcli predict
+    <(command)`` passes one).
+
+    READ_LIMIT, if given, lets each message be cut after its first
+    READ_LIMIT bytes, which come out as a full read gives them (at most
+    twice as many are kept; see _MboxSplitter for the one exception), for a
+    caller that parses no more than that: a 50 MB message then costs its
+    first megabytes of memory, not 50 MB.
     """
-    for found in _iter_path(Path(path)):
+    for found in _iter_path(Path(path), read_limit):
         yield found.item
 
 
-def _iter_path(path: Path) -> Iterator[_Found]:
+def read_stream(
+    stream: IO[bytes] | None, source: str, read_limit: int | None = None
+) -> RawMessage | ReadFailure:
+    """One message from an open stream (standard input), never raising.
+
+    STREAM is None when the descriptor was closed before the program
+    started (``spamcli predict - <&-``): Python then has no sys.stdin.
+    READ_LIMIT as for iter_messages; the rest of a pipe is still read, and
+    dropped, so the program writing the message is never cut off.
+    """
+    if stream is None:
+        return ReadFailure(source, "standard input is closed")
+    try:
+        return RawMessage(source, _read_limited(stream, read_limit))
+    except (OSError, ValueError) as error:  # ValueError: a stream closed in-process
+        return ReadFailure(source, _reason(error))
+
+
+def _iter_path(path: Path, read_limit: int | None = None) -> Iterator[_Found]:
     if str(path) == "":
         yield _Found(ReadFailure("", "empty path"), ())
         return
@@ -173,9 +208,9 @@ def _iter_path(path: Path) -> Iterator[_Found]:
     if isinstance(status, ReadFailure):
         yield _Found(status, ())
     elif stat.S_ISDIR(status.st_mode):
-        yield from _iter_folder(path, status, frozenset())
+        yield from _iter_folder(path, status, frozenset(), read_limit)
     else:
-        yield from _iter_file(path, path.parent.parts)
+        yield from _iter_file(path, path.parent.parts, read_limit, named=True)
 
 
 def _stat(path: Path) -> os.stat_result | ReadFailure:
@@ -204,7 +239,10 @@ def _is_maildir(path: Path) -> bool:
 
 
 def _iter_folder(
-    path: Path, status: os.stat_result, ancestors: frozenset[tuple[int, int]]
+    path: Path,
+    status: os.stat_result,
+    ancestors: frozenset[tuple[int, int]],
+    read_limit: int | None,
 ) -> Iterator[_Found]:
     # Symbolic links to folders are followed; one that leads back to a folder
     # being read would recurse forever, so it is reported instead. Links that
@@ -220,7 +258,7 @@ def _iter_folder(
         # tmp/ holds messages still being delivered, possibly incomplete.
         position = itertools.count(1)
         for subfolder in ("cur", "new"):
-            yield from _iter_maildir_part(path, subfolder, position)
+            yield from _iter_maildir_part(path, subfolder, position, read_limit)
     try:
         with os.scandir(path) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
@@ -237,18 +275,25 @@ def _iter_folder(
         elif stat.S_ISDIR(child_status.st_mode):
             if maildir and entry.name in ("cur", "new", "tmp"):
                 continue
-            yield from _iter_folder(child, child_status, ancestors)
+            yield from _iter_folder(child, child_status, ancestors, read_limit)
         elif maildir:
             # Files beside cur/new/tmp are the mail server's indexes
             # (dovecot-uidlist, dovecot.index.log, maildirfolder), not mail.
             continue
         elif entry.name in _INDEX_FILE_NAMES:
             continue
+        elif not stat.S_ISREG(child_status.st_mode):
+            # A FIFO in a folder would block the whole run until something
+            # wrote to it; a device may never end. Neither is a message file.
+            reason = str(_NotRegularFile(child_status.st_mode))
+            yield _Found(ReadFailure(str(child), reason, skipped=True), path.parts)
         else:
-            yield from _iter_file(child, path.parts)
+            yield from _iter_file(child, path.parts, read_limit)
 
 
-def _iter_maildir_part(maildir: Path, subfolder: str, position: Iterator[int]) -> Iterator[_Found]:
+def _iter_maildir_part(
+    maildir: Path, subfolder: str, position: Iterator[int], read_limit: int | None
+) -> Iterator[_Found]:
     """The messages of ``cur/`` or ``new/``, numbered by the shared POSITION."""
     folder = maildir / subfolder
     try:
@@ -264,11 +309,11 @@ def _iter_maildir_part(maildir: Path, subfolder: str, position: Iterator[int]) -
         item: RawMessage | ReadFailure
         try:
             with _open_regular(folder / name) as stream:
-                raw = stream.read()
+                raw = _read_limited(stream, read_limit)
         except _NotRegularFile as error:
             if error.is_folder:
                 continue
-            item = ReadFailure(source, str(error))
+            item = ReadFailure(source, str(error), skipped=True)
             next(position)
         except OSError as error:
             item = ReadFailure(source, _reason(error))
@@ -294,16 +339,19 @@ class _NotRegularFile(Exception):
         super().__init__(f"not a regular file ({kind})")
 
 
-def _open_regular(path: Path) -> IO[bytes]:
+def _open_regular(path: Path, allow_fifo: bool = False) -> IO[bytes]:
     """Open PATH for reading if it is a regular file, without ever blocking.
 
     Checking with stat() and then opening would block forever if a FIFO took
     the file's place in between; opening non-blocking and checking the open
-    descriptor cannot.
+    descriptor cannot. With ALLOW_FIFO, a FIFO is opened again, blocking, so
+    that reading waits for its writer as ``cat`` does.
     """
     descriptor = os.open(path, _OPEN_FLAGS)
     try:
         mode = os.fstat(descriptor).st_mode
+        if allow_fifo and stat.S_ISFIFO(mode):
+            return io.BufferedReader(_FifoReader(descriptor), _PEEK_BYTES)
         if not stat.S_ISREG(mode):
             raise _NotRegularFile(mode)
         return open(descriptor, "rb")
@@ -312,79 +360,229 @@ def _open_regular(path: Path) -> IO[bytes]:
         raise
 
 
+class _FifoReader(io.RawIOBase):
+    """Read a FIFO opened non-blocking, waiting for its writer as ``cat`` does.
+
+    Not closed and opened again blocking: a writer that wrote and left in
+    between would take its message with it, and the second open would wait
+    for another writer forever. poll() waits for data, or for a writer that
+    came after the open to leave (POLLHUP); only then does an empty read
+    mean the end.
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        import select
+
+        poller = select.poll()
+        poller.register(self.descriptor, select.POLLIN)
+        while True:
+            poller.poll()
+            try:
+                data = os.read(self.descriptor, len(buffer))
+            except BlockingIOError:  # woken with nothing to read yet
+                continue
+            buffer[: len(data)] = data
+            return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.descriptor)
+        super().close()
+
+
 def _is_archive_name(name: str) -> bool:
     return name.lower().endswith(_ARCHIVE_SUFFIXES)
 
 
-def _iter_file(path: Path, folders: tuple[str, ...]) -> Iterator[_Found]:
+def _iter_file(
+    path: Path, folders: tuple[str, ...], read_limit: int | None, named: bool = False
+) -> Iterator[_Found]:
+    """The messages of one file; NAMED: given by the user, so a FIFO is read."""
     source = str(path)
     try:
-        stream = _open_regular(path)
+        stream = _open_regular(path, allow_fifo=named)
     except (_NotRegularFile, OSError) as error:
         yield _Found(ReadFailure(source, _reason(error)), folders)
         return
     with stream:
         if _is_archive_name(path.name):
-            yield from _iter_archive(stream, source, folders, expand_mbox=True)
+            yield from _iter_archive(
+                stream, source, folders, expand_mbox=True, read_limit=read_limit
+            )
             return
         try:
             # A read error half-way through a large mbox ends it with a
             # failure after the messages already yielded.
-            for item in _iter_stream(stream, source):
+            for item in _iter_stream(stream, source, read_limit):
                 yield _Found(item, folders)
         except OSError as error:
             yield _Found(ReadFailure(source, _reason(error)), folders)
 
 
-def _iter_stream(stream: IO[bytes], source: str) -> Iterator[RawMessage]:
+def _iter_stream(
+    stream: IO[bytes], source: str, read_limit: int | None = None
+) -> Iterator[RawMessage]:
     """The messages of one file or archive member: itself, or its mbox parts."""
     head = stream.read(_PEEK_BYTES)
     if not head.startswith(b"From "):
-        yield RawMessage(source, head + stream.read())
+        if read_limit is None:
+            yield RawMessage(source, head + stream.read())
+        else:
+            yield RawMessage(source, head[:read_limit] + _read_limited(stream, read_limit))
         return
     complete = len(head) < _PEEK_BYTES
     if complete and b"\nFrom " not in head:
         yield RawMessage(source, head)
         return
-    lines: Iterable[bytes]
-    if complete:
-        lines = io.BytesIO(head)
-    else:
-        # Finish the peek's last line, so chaining does not cut a line in two.
-        lines = itertools.chain(io.BytesIO(head + stream.readline()), stream)
-    for index, raw in _split_mbox(lines):
+    blocks: Iterable[bytes] = [head]
+    if not complete:
+        blocks = itertools.chain(blocks, iter(lambda: stream.read(_PEEK_BYTES), b""))
+    for index, raw in _split_mbox(blocks, read_limit):
         if index == 0:
             yield RawMessage(source, raw)
         else:
             yield RawMessage(f"{source}:{index}", raw, index)
 
 
-def _split_mbox(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    """Split mbox lines into (1-based index, message); (0, original bytes) if only one."""
-    separator: bytes | None = None
-    body: list[bytes] = []
-    index = 0
-    for line in lines:
-        if line.startswith(b"From ") and (separator is None or _MBOX_SEPARATOR.match(line)):
-            if separator is not None:
-                index += 1
-                yield index, _mbox_message(body)
-            separator = line
-            body = []
-        else:
-            body.append(line)
-    if index == 0:
-        yield 0, (separator or b"") + b"".join(body)
-    else:
-        yield index + 1, _mbox_message(body)
+def _read_limited(stream: IO[bytes], read_limit: int | None) -> bytes:
+    """The rest of STREAM, or its first READ_LIMIT bytes; a pipe is drained
+    to its end, so that the program writing to it is not cut off."""
+    if read_limit is None:
+        return stream.read()
+    data = stream.read(read_limit)
+    if not stream.seekable():
+        while stream.read(_PEEK_BYTES):
+            pass
+    return data
 
 
-def _mbox_message(body: list[bytes]) -> bytes:
-    # The blank line before the next "From " belongs to the mbox format, not
-    # to the message (mailbox.mbox drops it too).
-    if body and body[-1] in (b"\n", b"\r\n"):
-        body = body[:-1]
-    return _MBOX_QUOTED_FROM.sub(rb"\1", b"".join(body))
+def _from_lines(data: bytes, at_line_start: bool) -> Iterator[int]:
+    """Where the lines of DATA that start with "From " start.
+
+    bytes.find, not a multi-line regular expression: the expression tries
+    every line start, and 50 million empty lines took it 1.5 s.
+    """
+    if at_line_start and data.startswith(b"From "):
+        yield 0
+    position = data.find(b"\nFrom ")
+    while position >= 0:
+        yield position + 1
+        position = data.find(b"\nFrom ", position + 1)
+
+
+# A line cut inside the quoting of a body line "From ...": ">", ">>Fr".
+_CUT_QUOTED_FROM = re.compile(rb">+(?:F(?:r(?:o(?:m)?)?)?)?")
+
+
+class _MboxSplitter:
+    """Split an mbox, given as blocks of bytes, into its messages.
+
+    Blocks are searched for "From " lines with a regular expression, and the
+    text between separators is copied into one bytearray a message. Walking
+    the file line by line in Python cost 6 s for a message of 50 million
+    empty lines, and keeping a list of those lines 4.5 GB; this costs 0.1 s
+    and the message's own size.
+
+    With READ_LIMIT, a message keeps only its first 2 * READ_LIMIT bytes.
+    Undoing ">From " quoting removes at most one byte in seven, so its first
+    READ_LIMIT bytes come out as they would from the whole message, unless a
+    single line of ">" characters more than half a READ_LIMIT long is cut in
+    the middle of its ">From " quoting.
+    """
+
+    def __init__(self, read_limit: int | None) -> None:
+        self.keep = None if read_limit is None else 2 * read_limit
+        self.separator: bytes | None = None
+        self.body = bytearray()
+        self.length = 0  # of the whole body, kept or not
+        self.tail = b""  # its last three bytes, to find a final blank line
+        self.index = 0
+        self.finished: list[tuple[int, bytes]] = []
+
+    def add(self, data: bytes, at_line_start: bool) -> None:
+        """Take DATA, complete lines (the last may lack its line break only at the end)."""
+        position = 0
+        for start in _from_lines(data, at_line_start):
+            line_end = data.find(b"\n", start) + 1 or len(data)
+            line = data[start:line_end]
+            if self.separator is None or _MBOX_SEPARATOR.match(line):
+                self._append(data[position:start])
+                if self.separator is not None:
+                    self.index += 1
+                    self.finished.append((self.index, self._message()))
+                self.separator = line
+                self.body, self.length, self.tail = bytearray(), 0, b""
+                position = line_end
+        self._append(data[position:])
+
+    def _append(self, segment: bytes) -> None:
+        if not segment:
+            return
+        if self.keep is None:
+            self.body += segment
+        elif len(self.body) < self.keep:
+            self.body += segment[: self.keep - len(self.body)]
+        self.length += len(segment)
+        self.tail = (self.tail + segment[-3:])[-3:]
+
+    def _message(self) -> bytes:
+        # The blank line before the next "From " belongs to the mbox format,
+        # not to the message (mailbox.mbox drops it too).
+        body = self.body
+        if self.length > len(body):
+            # Cut: a last line cut inside its ">From " quoting would not be
+            # unquoted; drop it rather than keep it wrong.
+            line_start = body.rfind(b"\n") + 1
+            if _CUT_QUOTED_FROM.fullmatch(body, line_start):
+                del body[line_start:]
+        if self.length == len(body):
+            whole_tail = b"\n" + self.tail if self.length == len(self.tail) else self.tail
+            if whole_tail.endswith(b"\n\n"):
+                del body[-1:]
+            elif whole_tail.endswith(b"\n\r\n"):
+                del body[-2:]
+        return _MBOX_QUOTED_FROM.sub(rb"\1", body)
+
+    def last(self) -> tuple[int, bytes]:
+        if self.index == 0:
+            return 0, (self.separator or b"") + bytes(self.body)
+        return self.index + 1, self._message()
+
+
+def _split_mbox(
+    blocks: Iterable[bytes], read_limit: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Split an mbox into (1-based index, message); (0, original bytes) if only one."""
+    splitter = _MboxSplitter(read_limit)
+    # The unfinished last line of a block waits for the next block, unless
+    # it cannot be a separator, in which case it is body text at once (a
+    # 50 MB line without a break is never copied again and again).
+    pending = bytearray()
+    at_line_start = True
+    for block in blocks:
+        pending += block
+        end = pending.rfind(b"\n") + 1
+        if end:
+            splitter.add(bytes(pending[:end]), at_line_start)
+            del pending[:end]
+            at_line_start = True
+        if len(pending) >= 5 and not (at_line_start and pending.startswith(b"From ")):
+            splitter.add(bytes(pending), at_line_start)
+            pending.clear()
+            at_line_start = False
+        yield from splitter.finished
+        splitter.finished.clear()
+    if pending:
+        splitter.add(bytes(pending), at_line_start)
+    yield from splitter.finished
+    yield splitter.last()
 
 
 def _member_parts(name: str) -> list[str]:
@@ -392,7 +590,12 @@ def _member_parts(name: str) -> list[str]:
 
 
 def _iter_archive(
-    stream: IO[bytes], source: str, folders: tuple[str, ...], *, expand_mbox: bool
+    stream: IO[bytes],
+    source: str,
+    folders: tuple[str, ...],
+    *,
+    expand_mbox: bool,
+    read_limit: int | None = None,
 ) -> Iterator[_Found]:
     """The members of a tar archive, one at a time, then a failure if it is corrupt.
 
@@ -432,10 +635,10 @@ def _iter_archive(
                 member_folders = folders + tuple(parts[:-1])
                 with member_stream:
                     if expand_mbox:
-                        for item in _iter_stream(member_stream, member_source):
+                        for item in _iter_stream(member_stream, member_source, read_limit):
                             yield _Found(item, member_folders)
                     else:
-                        raw = member_stream.read()
+                        raw = _read_limited(member_stream, read_limit)
                         yield _Found(RawMessage(member_source, raw), member_folders)
     except archive_errors as error:
         # The messages before the damage have been yielded already.

@@ -295,15 +295,13 @@ def _relearn(
     """Fine-tune from the base weights on the whole learned set and replace
     the folder. Returns the steps taken and whether every learned message
     ended on its side of the cut-offs by the margin."""
-    import keras
-
     from spamcli.training import _export
 
     base_path = model_path / artifacts.BASE_WEIGHTS_FILE
     # No base yet: the folder's weights are the trained ones.
     base_source = base_path if base_path.is_file() else model_path / artifacts.WEIGHTS_FILE
     base = _read_weights(base_source)
-    model = keras.saving.load_model(model_path / artifacts.KERAS_FILE, safe_mode=True)
+    model = artifacts.load_keras_model(model_path)
     dense_layers = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
     if len(dense_layers) != len(base):
         raise ModelError(f"{base_source} does not match the Keras model in {model_path}")

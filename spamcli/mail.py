@@ -102,6 +102,10 @@ _HTML_CHUNK_CHARACTERS = 32_768
 # many boundary parameters the rest of the message is not parsed.
 _MAX_BOUNDARY_PARAMETERS = 100
 _BOUNDARY_PARAMETER = re.compile(rb"boundary", re.IGNORECASE)
+# Three or more line breaks in a row: two or more blank lines. Two
+# alternatives rather than (?:\r?\n){3,}, whose group repetition took 0.2 s
+# over a megabyte of line breaks; a repeated single byte takes 2 ms.
+_BLANK_LINE_RUNS = re.compile(rb"\n\n\n+|\n(?:\r\n){2,}")
 
 # Mail clients routinely label text with a charset and write bytes from its
 # vendor superset (curly quotes from cp1252 in "iso-8859-1" mail). Browsers
@@ -231,7 +235,7 @@ class _FieldCollector:
 def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
     # No policy argument: compat32 is the parser's default, and importing
     # email.policy to name it costs a one-message filter 5 ms of start-up.
-    message = email.message_from_bytes(_limit_nesting(raw))
+    message = email.message_from_bytes(_limit_nesting(_collapse_blank_lines(raw)))
     taken_headers: set[str] = set()
     for name, value in message.raw_items():
         if collector.full:
@@ -259,6 +263,24 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
             _add_part(collector, part, seen_urls)
         except Exception:
             continue
+
+
+def _collapse_blank_lines(raw: bytes) -> bytes:
+    """Runs of blank lines → one blank line.
+
+    The parser's cost is per line: a megabyte of empty lines took it 0.43 s
+    and extract_fields 0.65 s, against 0.01 s for a megabyte in one line.
+    Blank lines carry no token, and one blank line still ends the headers
+    of the message and of each part, so the tokens stay the same.
+    """
+    if b"\n\n\n" not in raw and b"\n\r\n\r\n" not in raw:
+        return raw
+    return _BLANK_LINE_RUNS.sub(_first_two_line_breaks, raw)
+
+
+def _first_two_line_breaks(run: re.Match[bytes]) -> bytes:
+    text = run.group()
+    return text[: text.index(b"\n", text.index(b"\n") + 1) + 1]
 
 
 def _limit_nesting(raw: bytes) -> bytes:

@@ -32,13 +32,12 @@ from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.errors import ModelError
 from spamcli.mail import message_id
 from spamcli.tokens import message_tokens, ngrams
+from spamcli.vocabulary import VocabularyIndex
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     import numpy as np
-
-    from spamcli.vocabulary import VocabularyIndex
 
 # TextVectorization puts every out-of-vocabulary n-gram in bucket 0.
 OUT_OF_VOCABULARY_INDEX = 0
@@ -51,6 +50,8 @@ LIGHT_BATCH_LIMIT = 8
 # against 0.4 us in a dictionary, so past some 10,000 distinct n-grams
 # building the dictionary (6-15 ms) costs less.
 INDEX_WORD_LIMIT = 5_000
+# Reads of a model folder that `train` keeps replacing before giving up.
+LOAD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,22 @@ class Scorer:
 
     def __init__(self, model_dir: str | Path) -> None:
         self.model_dir = Path(model_dir)
+        # `train` replaces a model folder with one atomic exchange, which may
+        # fall between the reads of its files: had the folder changed by the
+        # end, the files may be of two models, so they are read again.
+        for _attempt in range(LOAD_ATTEMPTS):
+            folder = _folder_identity(self.model_dir)
+            try:
+                self._load()
+            except ModelError:
+                if _folder_identity(self.model_dir) == folder:
+                    raise
+                continue
+            if _folder_identity(self.model_dir) == folder:
+                return
+        raise ModelError(f"{self.model_dir} changed each time it was read; try again")
+
+    def _load(self) -> None:
         self.metadata: dict[str, Any] = artifacts.read_metadata(self.model_dir)
         self.header_policy: str = self.metadata["header_policy"]
         self.threshold: float = float(self.metadata["threshold"])
@@ -155,6 +172,8 @@ class Scorer:
                         sum_ + value * weight for sum_, weight in zip(output, row, strict=True)
                     ]
             hidden = [_activate_one(value, layer.activation) for value in output]
+        if not 0.0 <= hidden[0] <= 1.0:
+            raise self._no_score()
         return hidden[0]
 
     def score_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -176,7 +195,19 @@ class Scorer:
         for layer in layers[1:]:
             product = hidden @ layer.kernel.astype(np.float64) + layer.bias
             hidden = _activate(product, layer.activation)
-        return hidden[:, 0]
+        scores = hidden[:, 0]
+        if not np.all((scores >= 0.0) & (scores <= 1.0)):
+            raise self._no_score()
+        return scores
+
+    def _no_score(self) -> ModelError:
+        # Only weights that are not finite numbers (NaN, infinity) give a
+        # sigmoid outside [0, 1]. Checking every weight on load would read
+        # the whole first kernel, which a one-message filter never does.
+        return ModelError(
+            f"{self.model_dir}: the model's weights give no score (not a number); "
+            f"{artifacts.WEIGHTS_FILE} is damaged"
+        )
 
     @property
     def vocabulary(self) -> list[str]:
@@ -223,15 +254,21 @@ class Scorer:
     def _numpy_export(self) -> artifacts.ScoringExport:
         if self._export is None:
             self._export = artifacts.read_export(
-                self.model_dir, self.metadata, self._vocabulary_list()
+                self.model_dir, self.metadata, self._vocabulary_list(), self._light.weights
             )
         return self._export
 
     def _vocabulary_list(self) -> list[str]:
         if self._vocabulary is None:
-            self._vocabulary = artifacts.read_vocabulary(self.model_dir)
-            if len(self._vocabulary) != len(self._index):
-                raise ModelError(f"{self.model_dir}: vocabulary.txt changed while in use")
+            # From the vocabulary.txt the index mapped when the model was
+            # loaded, not from the folder now: `train` may have replaced it.
+            assert isinstance(self._index, VocabularyIndex)
+            try:
+                self._vocabulary = self._index.terms()
+            except UnicodeDecodeError as error:
+                raise ModelError(
+                    f"cannot read the vocabulary in {self.model_dir}: {error}"
+                ) from None
         return self._vocabulary
 
     def _use_dictionary(self) -> None:
@@ -257,6 +294,15 @@ class Scorer:
         return np.fromiter(present, dtype=np.intp, count=len(present))
 
 
+def _folder_identity(model_dir: Path) -> tuple[int, int] | None:
+    """The folder's device and inode: a replaced folder has another inode."""
+    try:
+        status = os.stat(model_dir)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 def _inverse_norm(count: int) -> float:
     """1 / the L2 norm of a multi-hot vector with ``count`` ones, as Keras clips it."""
     return min(1.0 / math.sqrt(count), 1.0 / NORMALIZATION_EPSILON) if count else 0.0
@@ -264,7 +310,9 @@ def _inverse_norm(count: int) -> float:
 
 def _activate_one(value: float, activation: str) -> float:
     if activation == "relu":
-        return value if value > 0.0 else 0.0
+        # Written so that NaN passes through, as it does through np.maximum:
+        # damaged weights must fail here too, not score as if they were 0.
+        return 0.0 if value <= 0.0 else value
     # sigmoid, through exp(-|x|) so that nothing overflows
     decay = math.exp(-abs(value))
     return 1.0 / (1.0 + decay) if value >= 0 else decay / (1.0 + decay)

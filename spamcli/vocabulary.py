@@ -149,6 +149,10 @@ class VocabularyIndex:
     def __len__(self) -> int:
         return self._term_count
 
+    def terms(self) -> list[str]:
+        """Every term in index order, from the mapped vocabulary.txt."""
+        return vocabulary_terms(bytes(self._terms))
+
     def get(self, term: str, default: int) -> int:
         """The term's index, or ``default`` if it is not in the vocabulary."""
         # surrogatepass: a string no UTF-8 file can hold matches no term.

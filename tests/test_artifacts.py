@@ -7,6 +7,7 @@ ones check that the folder a real training writes describes itself.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -143,9 +144,10 @@ def test_artifacts_write_model_dir_failure_without_previous_model_leaves_nothing
 ) -> None:
     def fail_midway(directory: Path) -> None:
         (directory / "weights.npz").write_bytes(b"partial")
-        raise OSError("No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    # An OSError becomes a one-line ModelError that says what was kept.
+    with pytest.raises(ModelError, match="No space left on device; nothing was written"):
         write_model_dir(tmp_path / "model", fail_midway)
 
     assert list(tmp_path.iterdir()) == []

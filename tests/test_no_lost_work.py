@@ -1,0 +1,354 @@
+"""No lost work: `spamcli train` into an existing model folder, interrupted
+or starved of disk, leaves the previous model whole, and readers running
+while it replaces the model always see one complete model.
+
+Each training here is a subprocess (the signals go to it, not to pytest):
+a few seconds for the TensorFlow import and a few for the tiny corpus, so
+most tests are marked slow. The interruption points are found by watching
+the process, never by hooks in spamcli: reading is caught blocked on a FIFO
+named with --ham (nobody writes to it), fitting by Keras' "Epoch" lines on
+stderr, saving by the temporary folder write_model_dir creates beside the
+model.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from spamcli import artifacts
+from spamcli.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT)}
+SPAMCLI = [sys.executable, "-m", "spamcli"]
+TRAINING_TIMEOUT = 300
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def staging_folders(model_dir: Path) -> list[Path]:
+    return sorted(model_dir.parent.glob(f".{model_dir.name}.new-*"))
+
+
+def predict_output(model_dir: Path, messages: Path) -> str:
+    completed = subprocess.run(
+        [*SPAMCLI, "predict", "-m", str(model_dir), str(messages)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENVIRONMENT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def start_training(
+    model_dir: Path, corpus_dir: Path, *extra: str | Path, epochs: int = 60
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *SPAMCLI,
+            "train",
+            "-m",
+            str(model_dir),
+            "--epochs",
+            str(epochs),
+            "--ham",
+            str(corpus_dir / "ham"),
+            "--spam",
+            str(corpus_dir / "spam"),
+            *map(str, extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENVIRONMENT,
+    )
+
+
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
+    """Poll CONDITION as fast as it goes until it holds; fail if PROCESS ends first."""
+    deadline = time.monotonic() + TRAINING_TIMEOUT
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"training ended (status {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no {what} within {TRAINING_TIMEOUT} s")
+
+
+class StderrLines:
+    """The lines a process writes on stderr, collected by a thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stderr is not None
+        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+    def text(self) -> str:
+        self._thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def reading_fifo(process: subprocess.Popen[str], fifo: Path) -> Callable[[], bool]:
+    """True once PROCESS has FIFO open: it then waits for a writer (Linux /proc)."""
+    descriptors = Path(f"/proc/{process.pid}/fd")
+
+    def check() -> bool:
+        try:
+            return any(os.readlink(link) == str(fifo) for link in descriptors.iterdir())
+        except OSError:  # a descriptor closed while listed
+            return False
+
+    return check
+
+
+@pytest.fixture
+def heldout_messages(heldout_dir: Path) -> Path:
+    return heldout_dir
+
+
+# --------------------------------------------------------------------------
+# Interrupted training
+
+
+PHASES = ["reading", "fitting", "saving"]
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("signal_number", SIGNALS, ids=lambda number: signal.Signals(number).name)
+@pytest.mark.parametrize("phase", PHASES)
+def test_no_lost_work_interrupted_training_keeps_the_previous_model(
+    model_copy: Path,
+    corpus_dir: Path,
+    heldout_messages: Path,
+    tmp_path: Path,
+    phase: str,
+    signal_number: int,
+) -> None:
+    before_files = listing(model_copy)
+    before_scores = predict_output(model_copy, heldout_messages)
+    extra: list[str | Path] = []
+    if phase == "reading":
+        fifo = tmp_path / "never-written.fifo"
+        os.mkfifo(fifo)
+        extra = ["--ham", fifo]  # named itself, a FIFO is read, and blocks
+
+    process = start_training(model_copy, corpus_dir, *extra)
+    stderr = StderrLines(process)
+    if phase == "reading":
+        wait_until(reading_fifo(process, fifo), process, "reading the FIFO")
+    elif phase == "fitting":
+        wait_until(lambda: any("Epoch 3/" in line for line in stderr.lines), process, "epoch 3")
+    else:
+        wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
+    process.send_signal(signal_number)
+    process.wait(timeout=TRAINING_TIMEOUT)
+    output = stderr.text()
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        stream.close()
+
+    assert process.returncode == 1, output
+    assert output.rstrip().endswith("Aborted!"), output
+    assert "Traceback" not in output
+    assert listing(model_copy) == before_files
+    assert staging_folders(model_copy) == []
+    assert predict_output(model_copy, heldout_messages) == before_scores
+
+
+# --------------------------------------------------------------------------
+# Readers while the model is replaced
+
+
+PREDICT_LOOPS = 8
+
+
+@pytest.mark.slow
+def test_no_lost_work_readers_always_see_a_complete_model(
+    model_copy: Path, corpus_dir: Path, heldout_messages: Path, tmp_path: Path
+) -> None:
+    # The replacement is trained with the default settings, so its
+    # vocabulary, layers and threshold all differ from the tiny model's: a
+    # reader that mixed the files of the two would fail or score apart.
+    one_message = sorted((heldout_messages / "spam").iterdir())[0]
+    targets = [heldout_messages if number % 2 else one_message for number in range(PREDICT_LOOPS)]
+    expected_lines = {
+        heldout_messages: len(predict_output(model_copy, heldout_messages).splitlines()),
+        one_message: 1,
+    }
+    outcomes: list[tuple[float, float, int, str, str]] = []
+    finished = threading.Event()
+
+    def loop(target: Path) -> None:
+        while not finished.is_set():
+            started = time.monotonic()
+            completed = subprocess.run(
+                [*SPAMCLI, "predict", "-m", str(model_copy), str(target)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=ENVIRONMENT,
+            )
+            outcomes.append(
+                (started, time.monotonic(), completed.returncode, completed.stdout, str(target))
+            )
+            if completed.returncode != 0:
+                outcomes.append((0.0, 0.0, -1, completed.stderr, str(target)))
+
+    threads = [threading.Thread(target=loop, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    try:
+        process = start_training(model_copy, corpus_dir, "-q", epochs=3)
+        _, training_errors = process.communicate(timeout=TRAINING_TIMEOUT)
+        replaced_at = time.monotonic()
+        time.sleep(2)  # let every loop run once more on the new model
+    finally:
+        finished.set()
+        for thread in threads:
+            thread.join(timeout=180)
+
+    assert process.returncode == 0, training_errors
+    failures = [outcome for outcome in outcomes if outcome[2] != 0]
+    assert failures == []
+    for _, _, _, stdout, target in outcomes:
+        assert len(stdout.splitlines()) == expected_lines[Path(target)], stdout
+    assert any(started < replaced_at for started, *_ in outcomes)
+    assert any(started > replaced_at for started, *_ in outcomes)
+    assert artifacts.read_metadata(model_copy)["hyperparameters"]["vocabulary_size"] == 50_000
+
+
+# --------------------------------------------------------------------------
+# A full disk
+
+
+def test_no_lost_work_full_disk_keeps_the_previous_model(
+    model_copy: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = listing(model_copy)
+
+    def full_disk(directory: Path, export: object) -> dict[str, object]:
+        (directory / artifacts.VOCABULARY_FILE).write_text("half of a vocabulary\n")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(artifacts, "write_export", full_disk)
+    result = CliRunner().invoke(
+        cli, ["train", "-q", "--epochs", "1", "-m", str(model_copy), str(corpus_dir)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: cannot save the model in {model_copy}: No space left on device; "
+        "the previous model is unchanged\n"
+    )
+    assert listing(model_copy) == before
+    assert staging_folders(model_copy) == []
+
+
+def limit_file_size() -> None:
+    # Big enough for anything but the model's own files (model.keras of the
+    # default settings is megabytes); Python ignores SIGXFSZ, so a write
+    # past the limit fails with EFBIG instead of killing the process.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+
+@pytest.mark.slow
+def test_no_lost_work_file_size_limit_keeps_the_previous_model(
+    model_copy: Path, corpus_dir: Path, heldout_messages: Path
+) -> None:
+    before_files = listing(model_copy)
+    before_scores = predict_output(model_copy, heldout_messages)
+
+    completed = subprocess.run(
+        [*SPAMCLI, "train", "-q", "--epochs", "1", "-m", str(model_copy), str(corpus_dir)],
+        capture_output=True,
+        text=True,
+        timeout=TRAINING_TIMEOUT,
+        env=ENVIRONMENT,
+        preexec_fn=limit_file_size,
+    )
+
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: cannot save the model in {model_copy}: File too large; "
+        "the previous model is unchanged"
+    ], completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert listing(model_copy) == before_files
+    assert staging_folders(model_copy) == []
+    assert predict_output(model_copy, heldout_messages) == before_scores
+
+
+def test_no_lost_work_scorer_never_mixes_two_models(tmp_path: Path) -> None:
+    # Two hand-made models whose vocabularies differ in length, swapped by
+    # the same atomic exchange `train` uses, every 20 ms, while the folder
+    # is loaded again and again: a scorer that read its files from both
+    # models would fail its shape checks. Without TensorFlow; 3 s.
+    from conftest import write_synthetic_model
+
+    from spamcli.errors import ModelError
+    from spamcli.scoring import Scorer
+
+    model_dir = write_synthetic_model(tmp_path / "model")
+    other_dir = write_synthetic_model(tmp_path / "other")
+    with open(other_dir / artifacts.VOCABULARY_FILE, "a", encoding="utf-8") as vocabulary:
+        vocabulary.write("new\nwords\n")
+    import numpy as np
+
+    with np.load(other_dir / artifacts.WEIGHTS_FILE) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["dense_0.kernel"] = np.vstack([arrays["dense_0.kernel"], np.ones((2, 3), np.float32)])
+    with open(other_dir / artifacts.WEIGHTS_FILE, "wb") as weights_file:
+        np.savez(weights_file, **arrays)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def keep_replacing() -> None:
+        while not stop.is_set():
+            artifacts._exchange(other_dir, model_dir)
+            time.sleep(0.02)
+
+    replacer = threading.Thread(target=keep_replacing)
+    replacer.start()
+    loads, errors = 0, []
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            loads += 1
+            try:
+                scorer = Scorer(model_dir)
+                # More than a light batch: NumPy reads the weights again.
+                scores = scorer.score_texts(["cash prize"] * 20)
+                assert len(scores) == 20
+            except ModelError as error:
+                errors.append(str(error))
+    finally:
+        stop.set()
+        replacer.join()
+
+    assert loads > 100
+    assert errors == []
