@@ -1,4 +1,4 @@
-"""Time and peak memory of `spamcli predict` on each hostile input.
+"""Time and peak memory of `spamcli predict` or `spamcli filter` on each hostile input.
 
 Every message of tests/hostile_catalogue.py is written to a temporary
 folder and classified by `spamcli predict FILE` in a fresh process, RUNS
@@ -9,7 +9,14 @@ is missing, under a wrapper that reads getrusage(RUSAGE_CHILDREN). The
 figures are the median of the runs, set against those of an ordinary
 message; an input passes when it costs at most 1 s and 200 MiB more.
 
+With --command filter, each message goes to `spamcli filter` on stdin
+instead, and its outcome is the verdict and the bytes added to the output
+(a message passed through whole has the three header fields added, about
+125 bytes; an output no longer than the input fails); stdin from /dev/null
+and a closed stdin are measured too.
+
     .venv/bin/python bench/hostile_inputs.py [--runs 3] [--model DIR] [--markdown]
+        [--command predict|filter]
 
 Exit status 0 when every input passed, 1 when one exceeded a limit or
 printed something unexpected, 2 on a usage error.
@@ -43,6 +50,8 @@ GNU_TIME = Path("/usr/bin/time")
 TIME_LIMIT_SECONDS = 1.0
 MEMORY_LIMIT_MIB = 200.0
 PREDICTION = re.compile(r"(ham|unsure|spam) ([01]\.\d{6}) .+")
+FILTER_VERDICT = re.compile(rb"X-Spam-Status: (Yes|No|Unsure), score=([01]\.\d{4})")
+FILTER_LABELS = {b"Yes": "spam", b"No": "ham", b"Unsure": "unsure"}
 
 # Runs the command given as arguments and prints its peak RSS and wall time,
 # for machines without GNU time. ru_maxrss is in KiB on Linux.
@@ -74,10 +83,13 @@ class Measurement:
     status: int
     stdout: str
     stderr: str
+    stdout_bytes: int = 0
 
 
-def measure(case: Case, model_dir: Path, spamcli: list[str]) -> Measurement:
-    command = [*spamcli, "predict", "-m", str(model_dir), *case.arguments]
+def measure(
+    case: Case, model_dir: Path, spamcli: list[str], subcommand: str = "predict"
+) -> Measurement:
+    command = [*spamcli, subcommand, "-m", str(model_dir), *case.arguments]
     if GNU_TIME.exists():
         command = [str(GNU_TIME), "-v", *command]
     else:
@@ -91,16 +103,19 @@ def measure(case: Case, model_dir: Path, spamcli: list[str]) -> Measurement:
             command,
             stdin=stdin,  # type: ignore[arg-type]
             capture_output=True,
-            text=True,
             timeout=300,
             preexec_fn=preexec,
         )
     finally:
         if hasattr(stdin, "close"):
             stdin.close()  # type: ignore[union-attr]
+    # filter writes the message back, which may be tens of MiB and not text:
+    # only its first lines are kept, as text, and its size.
+    stdout = completed.stdout[:4096].decode("utf-8", "replace")
+    stderr = completed.stderr.decode("utf-8", "replace")
     report = dict(
         line.strip().rsplit(": ", 1)
-        for line in completed.stderr.splitlines()
+        for line in stderr.splitlines()
         if line.startswith("\t") or "Maximum resident" in line or "Elapsed" in line
     )
     peak_kib = int(report["Maximum resident set size (kbytes)"])
@@ -108,13 +123,15 @@ def measure(case: Case, model_dir: Path, spamcli: list[str]) -> Measurement:
     seconds = sum(float(part) * 60**power for power, part in enumerate(reversed(clock)))
     own_stderr = "\n".join(
         line
-        for line in completed.stderr.splitlines()
+        for line in stderr.splitlines()
         if not line.startswith("\t")
         and not line.startswith("Command ")
         and "Maximum resident" not in line
         and "Elapsed" not in line
     )
-    return Measurement(seconds, peak_kib / 1024, completed.returncode, completed.stdout, own_stderr)
+    return Measurement(
+        seconds, peak_kib / 1024, completed.returncode, stdout, own_stderr, len(completed.stdout)
+    )
 
 
 def cases(folder: Path) -> list[Case]:
@@ -145,6 +162,22 @@ def cases(folder: Path) -> list[Case]:
     return found
 
 
+def filter_cases(folder: Path) -> list[Case]:
+    """Each message on the stdin of `spamcli filter`, then /dev/null and a closed stdin."""
+    found = []
+    for message in HOSTILE_MESSAGES:
+        raw = message.build()
+        path = folder / f"{message.name}.eml"
+        path.write_bytes(raw)
+        opener = lambda path=path: open(path, "rb")  # noqa: E731, SIM115
+        found.append(Case(message.name, message.description, len(raw), [], stdin=opener))
+    found.append(Case("stdin-dev-null", "filter < /dev/null", 0, [], lambda: subprocess.DEVNULL))
+    found.append(
+        Case("stdin-closed", "filter with descriptor 0 closed", None, [], lambda: "closed")
+    )
+    return found
+
+
 def outcome(measurement: Measurement) -> str:
     """What a user sees, in a few words."""
     lines = measurement.stdout.splitlines()
@@ -161,11 +194,34 @@ def outcome(measurement: Measurement) -> str:
     return "; ".join(parts)
 
 
+def filter_outcome(measurement: Measurement, size: int | None) -> str:
+    """The verdict filter wrote and how many bytes it added to the message."""
+    parts = []
+    match = FILTER_VERDICT.search(measurement.stdout.encode())
+    if match:
+        parts.append(f"{FILTER_LABELS[match[1]]} {match[2].decode()}")
+    if measurement.stdout_bytes or size:
+        added = measurement.stdout_bytes - (size or 0)
+        parts.append(f"{measurement.stdout_bytes:,} bytes out ({added:+,})")
+    else:
+        parts.append("nothing out")
+    if measurement.stderr:
+        parts.append(f"stderr: {measurement.stderr.splitlines()[0]}")
+    parts.append(f"exit {measurement.status}")
+    return "; ".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each input (median)")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--command",
+        choices=["predict", "filter"],
+        default="predict",
+        help="the command measured: predict on files, or filter on stdin",
+    )
     arguments = parser.parse_args()
     if arguments.runs < 1:
         parser.error("--runs must be at least 1")
@@ -181,8 +237,12 @@ def main() -> int:
     try:
         rows = []
         baseline: tuple[float, float] | None = None
-        for case in cases(folder):
-            runs = [measure(case, arguments.model, spamcli) for _ in range(arguments.runs)]
+        filtering = arguments.command == "filter"
+        for case in filter_cases(folder) if filtering else cases(folder):
+            runs = [
+                measure(case, arguments.model, spamcli, arguments.command)
+                for _ in range(arguments.runs)
+            ]
             seconds = statistics.median(run.seconds for run in runs)
             peak = statistics.median(run.peak_mib for run in runs)
             if baseline is None:  # the first case is the ordinary message
@@ -191,13 +251,16 @@ def main() -> int:
             within = extra_seconds <= TIME_LIMIT_SECONDS and extra_mib <= MEMORY_LIMIT_MIB
             if "Traceback" in runs[0].stderr:
                 within = False
+            # filter must pass every message on whole, the three fields added.
+            if filtering and case.size is not None and runs[0].stdout_bytes <= case.size:
+                within = False
             failed = failed or not within
             size = "-" if case.size is None else _size(case.size)
             rows.append(
                 (
                     case.name,
                     size,
-                    outcome(runs[0]),
+                    filter_outcome(runs[0], case.size) if filtering else outcome(runs[0]),
                     seconds,
                     peak,
                     extra_seconds,

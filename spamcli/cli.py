@@ -887,6 +887,9 @@ def filter_command(
     failure_status = EXIT_TEMPFAIL if tempfail else EXIT_ERROR if exit_status else 0
     # Nothing was passed on: a delivery agent must not take empty output for the mail.
     undelivered_status = EXIT_TEMPFAIL if tempfail else EXIT_ERROR if exit_status else 1
+    if sys.stdin is None:  # descriptor 0 closed (`<&-`): there is no message to pass on
+        _warn_if_possible("filter: cannot read the message: standard input is closed")
+        sys.exit(undelivered_status)
     try:
         raw = sys.stdin.buffer.read()
     except (OSError, MemoryError, AttributeError, ValueError) as error:
@@ -896,14 +899,15 @@ def filter_command(
         from spamcli.scoring import exit_status as verdict_exit_status
 
         filtered = _filter_one(raw, model_dir, threshold, ham_cutoff, header_prefix, subject_tag)
-        output = filtered.raw
+        output = filtered.pieces
         status = verdict_exit_status([filtered.label]) if exit_status else 0
     # The message must go through, whatever went wrong in classifying it.
     except Exception as error:
         _warn_if_possible(f"filter: the message passes unmarked: {_one_line(error)}")
-        output, status = raw, failure_status
+        output, status = (raw,), failure_status
     try:
-        sys.stdout.buffer.write(output)
+        for piece in output:
+            sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
     except (OSError, AttributeError, ValueError) as error:
         _discard_stdout()
