@@ -68,13 +68,13 @@ class FilteredMessage:
 
 @dataclass(frozen=True)
 class _Parts:
-    """A message cut where the header fields go; joined, the input again."""
+    """A message cut where the header fields go; joined, the input again.
+    Every part is a view of the input, not a copy: a message can be tens of
+    megabytes, its header block included."""
 
-    above: bytes  # a first line starting "From " and lines starting with white space after it
-    header_lines: list[bytes]  # the rest of the header block, line endings kept
-    # The empty line that ends the header block and the body, or nothing: a
-    # view of the input, not a copy, since a message can be tens of megabytes.
-    rest: memoryview
+    above: memoryview  # a first line starting "From " and lines starting with white space after it
+    header: list[memoryview]  # the rest of the header block, without our fields
+    rest: memoryview  # the empty line that ends the header block and the body, or nothing
     line_ending: bytes
 
 
@@ -150,32 +150,37 @@ def _split(raw: bytes, header_prefix: str) -> _Parts:
     line_ending = b"\r\n" if newline > 0 and raw[newline - 1] == ord("\r") else b"\n"
     header_end = _header_end(raw)
     # Only LF ends a line, as for every delivery agent; a lone CR does not.
-    lines = _LINE.findall(raw, 0, header_end)
     top = 0
-    if lines and lines[0].startswith(_ENVELOPE_START) and lines[0].endswith(b"\n"):
-        top = 1
+    first_end = raw.find(b"\n", 0, header_end)
+    if raw.startswith(_ENVELOPE_START) and first_end >= 0:
+        top = first_end + 1
     # Lines that start with white space before the first field would fold
     # into the Status field above them, and be lost with it when the message
-    # is filtered again: the fields go after them.
-    while top < len(lines) and lines[top].startswith(_CONTINUATION_STARTS):
-        top += 1
-    if top and not lines[top - 1].endswith(b"\n"):
-        top -= 1
-    above, lines = b"".join(lines[:top]), lines[top:]
+    # is filtered again: the fields go after them (after a last such line
+    # only if it has a line ending to put them after).
+    while raw.startswith(_CONTINUATION_STARTS, top):
+        line_end = raw.find(b"\n", top, header_end)
+        if line_end < 0:
+            break
+        top = line_end + 1
+    # Our fields are found with one pattern over the header block, not line
+    # by line: a message of 3.5 million header lines and no body took 2.2 s
+    # and 604 MiB as a list of lines.
     ours = re.compile(
-        rb"(?i)(?:"
+        rb"(?im)^(?:"
         + b"|".join(re.escape((header_prefix + suffix).encode()) for suffix in FIELD_SUFFIXES)
-        + rb")[ \t]*:"
+        + rb")[ \t]*:[^\n]*\n?(?:[ \t][^\n]*\n?)*"
     )
-    kept = []
-    removing = False
-    for line in lines:
-        if line.startswith(_CONTINUATION_STARTS) and removing:
-            continue
-        removing = bool(ours.match(line))
-        if not removing:
-            kept.append(line)
-    return _Parts(above, kept, memoryview(raw)[header_end:], line_ending)
+    view = memoryview(raw)
+    header: list[memoryview] = []
+    kept_from = top
+    for match in ours.finditer(raw, top, header_end):
+        if match.start() > kept_from:
+            header.append(view[kept_from : match.start()])
+        kept_from = match.end()
+    if kept_from < header_end:
+        header.append(view[kept_from:header_end])
+    return _Parts(view[:top], header, view[header_end:], line_ending)
 
 
 def _header_end(raw: bytes) -> int:
@@ -188,22 +193,29 @@ def _header_end(raw: bytes) -> int:
 
 def _join(parts: _Parts, limit: int | None = None) -> bytes:
     """The message without our fields; only its first LIMIT bytes if given."""
-    rest = parts.rest if limit is None else parts.rest[:limit]
-    joined = b"".join([parts.above, *parts.header_lines, rest])
-    return joined if limit is None else joined[:limit]
+    pieces = [parts.above, *parts.header, parts.rest]
+    if limit is None:
+        return b"".join(pieces)
+    taken = []
+    for piece in pieces:
+        if limit <= 0:
+            break
+        taken.append(piece[:limit])
+        limit -= len(taken[-1])
+    return b"".join(taken)
 
 
 def _mark(
     parts: _Parts, fields: list[str], label: str, subject_tag: str | None
 ) -> tuple[bytes | memoryview, ...]:
-    header_lines = parts.header_lines
+    header: list[bytes] | list[memoryview] = parts.header
     if subject_tag is not None and label == SPAM:
         tag = subject_tag.encode("ascii")
-        header_lines, tagged = _tag_subject(header_lines, tag)
+        header, tagged = _tag_subject(_LINE.findall(b"".join(parts.header)), tag)
         if not tagged:
             fields = [*fields, f"Subject: {subject_tag}"]
     added = b"".join(field.encode("ascii") + parts.line_ending for field in fields)
-    return (parts.above, added + b"".join(header_lines), parts.rest)
+    return (parts.above, added, *header, parts.rest)
 
 
 def _tag_subject(lines: list[bytes], tag: bytes) -> tuple[list[bytes], bool]:
