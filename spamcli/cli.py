@@ -992,12 +992,13 @@ def learn(
         raise click.UsageError("stdin ('-') holds one message; give it once")
     messages = _read_messages(paths, whole=True)
     try:
-        report = learn_messages(
-            model_dir,
-            spam=messages if as_spam else (),
-            ham=messages if as_ham else (),
-            forget=forget,
-        )
+        with _interrupted_by_sigterm():
+            report = learn_messages(
+                model_dir,
+                spam=messages if as_spam else (),
+                ham=messages if as_ham else (),
+                forget=forget,
+            )
     except SpamcliError as error:
         fail(error)
     for failure in report.failures:

@@ -352,3 +352,52 @@ def test_no_lost_work_scorer_never_mixes_two_models(tmp_path: Path) -> None:
 
     assert loads > 100
     assert errors == []
+
+
+# --------------------------------------------------------------------------
+# Interrupted learning
+
+
+LEARNING_PHASES = ["reading", "saving"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("signal_number", SIGNALS, ids=lambda number: signal.Signals(number).name)
+@pytest.mark.parametrize("phase", LEARNING_PHASES)
+def test_no_lost_work_interrupted_learning_keeps_the_previous_model(
+    model_copy: Path, heldout_messages: Path, tmp_path: Path, phase: str, signal_number: int
+) -> None:
+    before_files = listing(model_copy)
+    before_scores = predict_output(model_copy, heldout_messages)
+    paths: list[Path] = sorted((heldout_messages / "spam").iterdir())[:3]
+    if phase == "reading":
+        fifo = tmp_path / "never-written.fifo"
+        os.mkfifo(fifo)
+        paths.append(fifo)  # named itself, a FIFO is read, and blocks
+
+    process = subprocess.Popen(
+        [*SPAMCLI, "learn", "--spam", "-m", str(model_copy), *map(str, paths)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENVIRONMENT,
+    )
+    stderr = StderrLines(process)
+    if phase == "reading":
+        wait_until(reading_fifo(process, fifo), process, "reading the FIFO")
+    else:
+        wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
+    process.send_signal(signal_number)
+    process.wait(timeout=TRAINING_TIMEOUT)
+    output = stderr.text()
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        stream.close()
+
+    assert process.returncode == 1, output
+    assert output.rstrip().endswith("Aborted!"), output
+    assert "Traceback" not in output
+    assert listing(model_copy) == before_files
+    assert staging_folders(model_copy) == []
+    assert predict_output(model_copy, heldout_messages) == before_scores
