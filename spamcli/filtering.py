@@ -166,15 +166,19 @@ def _split(raw: bytes, header_prefix: str) -> _Parts:
     # Our fields are found with one pattern over the header block, not line
     # by line: a message of 3.5 million header lines and no body took 2.2 s
     # and 604 MiB as a list of lines.
-    ours = re.compile(
-        rb"(?im)^(?:"
-        + b"|".join(re.escape((header_prefix + suffix).encode()) for suffix in FIELD_SUFFIXES)
-        + rb")[ \t]*:[^\n]*\n?(?:[ \t][^\n]*\n?)*"
-    )
+    names = b"|".join(re.escape((header_prefix + suffix).encode()) for suffix in FIELD_SUFFIXES)
+    ours = re.compile(rb"(?im)^(?:" + names + rb")[ \t]*:[^\n]*\n?(?:[ \t][^\n]*\n?)*")
+    # A line start (^) is tried at every byte; a line break followed by a
+    # name is found by a fast literal search, 8 times as fast on 59 MiB of
+    # header lines. So the exact pattern starts at the first field of ours.
+    start = top
+    if not ours.match(raw, top, header_end):
+        first = re.compile(rb"(?i)\n(?:" + names + rb")[ \t]*:").search(raw, top, header_end)
+        start = first.start() + 1 if first else header_end
     view = memoryview(raw)
     header: list[memoryview] = []
     kept_from = top
-    for match in ours.finditer(raw, top, header_end):
+    for match in ours.finditer(raw, start, header_end):
         if match.start() > kept_from:
             header.append(view[kept_from : match.start()])
         kept_from = match.end()
