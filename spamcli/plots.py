@@ -81,15 +81,13 @@ def roc_figure(series: Sequence[PlotSeries]) -> Any:
         for cutoff, marker, kind in _cutoff_markers(item):
             rate, recall = _rates(truth, scores, cutoff)
             lowest_recall = min(lowest_recall, recall)
-            axes.plot(
-                [rate],
-                [recall],
-                marker=marker,
-                color=colour,
-                markeredgecolor="black",
-                markersize=9,
-                linestyle="none",
-                label=f"{kind} {cutoff:.4f}: false-positive rate {rate:.4f}, recall {recall:.4f}",
+            _mark_point(
+                axes,
+                rate,
+                recall,
+                marker,
+                colour,
+                f"{kind} {cutoff:.4f}: false-positive rate {rate:.4f}, recall {recall:.4f}",
             )
         positive = false_positive_rates > 0
         if positive.any():
@@ -125,15 +123,13 @@ def precision_recall_figure(series: Sequence[PlotSeries]) -> Any:
             flagged = scores >= cutoff
             recall = float(np.mean(flagged[truth]))
             precision = float(np.mean(truth[flagged])) if flagged.any() else 1.0
-            axes.plot(
-                [recall],
-                [precision],
-                marker=marker,
-                color=colour,
-                markeredgecolor="black",
-                markersize=9,
-                linestyle="none",
-                label=f"{kind} {cutoff:.4f}: precision {precision:.4f}, recall {recall:.4f}",
+            _mark_point(
+                axes,
+                recall,
+                precision,
+                marker,
+                colour,
+                f"{kind} {cutoff:.4f}: precision {precision:.4f}, recall {recall:.4f}",
             )
     axes.set_xlim(0.0, 1.005)
     axes.set_ylim(top=1.005)
@@ -232,3 +228,17 @@ def _rates(truth: np.ndarray, scores: np.ndarray, cutoff: float) -> tuple[float,
 
     flagged = scores >= cutoff
     return float(np.mean(flagged[~truth])), float(np.mean(flagged[truth]))
+
+
+def _mark_point(axes: Any, x: float, y: float, marker: str, colour: Any, label: str) -> None:
+    """A model's operating point at one cut-off, as a single outlined marker."""
+    axes.plot(
+        [x],
+        [y],
+        marker=marker,
+        color=colour,
+        markeredgecolor="black",
+        markersize=9,
+        linestyle="none",
+        label=label,
+    )

@@ -122,6 +122,32 @@ def reading_fifo(process: subprocess.Popen[str], fifo: Path) -> Callable[[], boo
     return check
 
 
+def assert_interrupted_cleanly(
+    process: subprocess.Popen[str],
+    stderr: StderrLines,
+    signal_number: int,
+    model_dir: Path,
+    before_files: dict[str, bytes],
+    messages: Path,
+    before_scores: str,
+) -> None:
+    """Send the signal, then check that PROCESS said "Aborted!" without a
+    traceback and left MODEL_DIR exactly as it was, with no temporary folder."""
+    process.send_signal(signal_number)
+    process.wait(timeout=TRAINING_TIMEOUT)
+    output = stderr.text()
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        stream.close()
+
+    assert process.returncode == 1, output
+    assert output.rstrip().endswith("Aborted!"), output
+    assert "Traceback" not in output
+    assert listing(model_dir) == before_files
+    assert staging_folders(model_dir) == []
+    assert predict_output(model_dir, messages) == before_scores
+
+
 @pytest.fixture
 def heldout_messages(heldout_dir: Path) -> Path:
     return heldout_dir
@@ -163,19 +189,9 @@ def test_no_lost_work_interrupted_training_keeps_the_previous_model(
         wait_until(lambda: any("Epoch 3/" in line for line in stderr.lines), process, "epoch 3")
     else:
         wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
-    process.send_signal(signal_number)
-    process.wait(timeout=TRAINING_TIMEOUT)
-    output = stderr.text()
-    for stream in (process.stdout, process.stderr):
-        assert stream is not None
-        stream.close()
-
-    assert process.returncode == 1, output
-    assert output.rstrip().endswith("Aborted!"), output
-    assert "Traceback" not in output
-    assert listing(model_copy) == before_files
-    assert staging_folders(model_copy) == []
-    assert predict_output(model_copy, heldout_messages) == before_scores
+    assert_interrupted_cleanly(
+        process, stderr, signal_number, model_copy, before_files, heldout_messages, before_scores
+    )
 
 
 # --------------------------------------------------------------------------
@@ -388,16 +404,6 @@ def test_no_lost_work_interrupted_learning_keeps_the_previous_model(
         wait_until(reading_fifo(process, fifo), process, "reading the FIFO")
     else:
         wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
-    process.send_signal(signal_number)
-    process.wait(timeout=TRAINING_TIMEOUT)
-    output = stderr.text()
-    for stream in (process.stdout, process.stderr):
-        assert stream is not None
-        stream.close()
-
-    assert process.returncode == 1, output
-    assert output.rstrip().endswith("Aborted!"), output
-    assert "Traceback" not in output
-    assert listing(model_copy) == before_files
-    assert staging_folders(model_copy) == []
-    assert predict_output(model_copy, heldout_messages) == before_scores
+    assert_interrupted_cleanly(
+        process, stderr, signal_number, model_copy, before_files, heldout_messages, before_scores
+    )
