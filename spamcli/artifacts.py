@@ -520,6 +520,8 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
     import shutil
     import tempfile
 
+    from spamcli import interruption
+
     target = Path(model_dir).absolute()
     check_replaceable(target)
     try:
@@ -540,6 +542,9 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
             # A full disk (ENOSPC), a file size limit (EFBIG), a quota:
             # nothing has been replaced yet.
             raise _not_saved(target, error) from None
+        # The last moment to honour a Ctrl-C or SIGTERM that TensorFlow
+        # swallowed while the contents were written.
+        interruption.check()
         if target.exists():
             check_replaceable(target)
             _exchange(staging, target)  # staging now holds the previous model

@@ -9,11 +9,9 @@ error. TensorFlow is imported only by ``train`` and ``learn``, inside the comman
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -260,7 +258,9 @@ def train(
             f"{model_dir} has {count} learned messages; they are not included in this "
             "training and the new model will not keep them (use --resume to include them)"
         )
-    with _Counter("reading mail", quiet) as counter, _interrupted_by_sigterm():
+    from spamcli import interruption
+
+    with _Counter("reading mail", quiet) as counter, interruption.interruptible():
         try:
             if resume:
                 report, included = train_with_learned(
@@ -983,6 +983,7 @@ def learn(
     trained model. One line per message on stdout: 'OUTCOME LABEL
     SCORE_BEFORE SCORE_AFTER SOURCE'.
     """
+    from spamcli import interruption
     from spamcli.learning import learn as learn_messages
 
     if as_spam == as_ham:
@@ -992,7 +993,7 @@ def learn(
         raise click.UsageError("stdin ('-') holds one message; give it once")
     messages = _read_messages(paths, whole=True)
     try:
-        with _interrupted_by_sigterm():
+        with interruption.interruptible():
             report = learn_messages(
                 model_dir,
                 spam=messages if as_spam else (),
@@ -1206,30 +1207,6 @@ def split(split_name: str, source_dir: Path | None, dest_dir: Path | None) -> No
     for part, by_label in counts.items():
         click.echo(f"{part}: {by_label.get('ham', 0)} ham, {by_label.get('spam', 0)} spam")
     click.echo(f"written to {destination}")
-
-
-@contextlib.contextmanager
-def _interrupted_by_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, as Ctrl-C is, while training.
-
-    Python's default for SIGTERM ends the process on the spot, leaving the
-    half-written temporary model folder beside the model; an exception lets
-    the model folder's writer remove it. Either way the previous model stays
-    in place (see artifacts.write_model_dir).
-    """
-
-    def interrupt(signal_number: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _fetched_spamassassin(quiet: bool) -> Path:

@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spamcli import artifacts
+from spamcli import artifacts, interruption
 from spamcli.config import HAM, SPAM, TrainingConfig
 from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.errors import InputError, ModelError
@@ -463,6 +463,7 @@ def _fine_tune(
 
     steps = 0
     while steps < MAX_STEPS and bool(step()):
+        interruption.check()  # a Ctrl-C TensorFlow swallowed (see spamcli.interruption)
         steps += 1
     final = np.asarray(forward(), dtype=np.float64).reshape(-1)
     wrong = np.where(targets > 0, final < spam_target, final >= ham_target)

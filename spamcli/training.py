@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from spamcli import __version__, artifacts
+from spamcli import __version__, artifacts, interruption
 from spamcli.config import MINIMUM_THRESHOLD, SPAM, TrainingConfig
 from spamcli.corpus import ReadFailure, load_corpus, require_both_classes
 from spamcli.errors import ModelError
@@ -247,6 +247,11 @@ def _fit(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
+    # A Ctrl-C or SIGTERM that TensorFlow swallowed stops the fit at the
+    # next batch (see spamcli.interruption).
+    interruption_check = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: interruption.check()
+    )
     # Keras draws its progress bar on stdout, which carries results only.
     with contextlib.redirect_stdout(sys.stderr):
         history = model.fit(
@@ -254,7 +259,7 @@ def _fit(
             validation_data=validation_data,
             epochs=config.epochs,
             class_weight=class_weight,
-            callbacks=[early_stopping],
+            callbacks=[early_stopping, interruption_check],
             shuffle=False,  # the dataset is shuffled, with the seed, above
             verbose=fit_verbosity,
         )

@@ -13,6 +13,7 @@ model.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from spamcli import artifacts
+from spamcli import artifacts, interruption
 from spamcli.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,6 +193,29 @@ def test_no_lost_work_interrupted_training_keeps_the_previous_model(
     assert_interrupted_cleanly(
         process, stderr, signal_number, model_copy, before_files, heldout_messages, before_scores
     )
+
+
+@pytest.mark.parametrize("signal_number", SIGNALS, ids=lambda number: signal.Signals(number).name)
+def test_no_lost_work_a_swallowed_interruption_is_still_honoured(
+    model_copy: Path, signal_number: int
+) -> None:
+    # TensorFlow's C++ can clear the KeyboardInterrupt a signal handler
+    # raised; the swallowing is imitated here with `except: pass`.
+    before_files = listing(model_copy)
+    before_handlers = [signal.getsignal(number) for number in SIGNALS]
+    with interruption.interruptible():
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal_number)
+        with pytest.raises(KeyboardInterrupt):
+            interruption.check()
+        with pytest.raises(KeyboardInterrupt):
+            artifacts.write_model_dir(
+                model_copy, lambda directory: (directory / "metadata.json").write_text("{}")
+            )
+    assert listing(model_copy) == before_files
+    assert staging_folders(model_copy) == []
+    interruption.check()  # the request ends with the work it interrupted
+    assert [signal.getsignal(number) for number in SIGNALS] == before_handlers
 
 
 # --------------------------------------------------------------------------
