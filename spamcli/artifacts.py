@@ -32,9 +32,8 @@ import os
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,15 +62,14 @@ BASE_WEIGHTS_FILE = "base_weights.npz"
 ACTIVATIONS = ("relu", "sigmoid")
 
 
-@dataclass(frozen=True)
-class DenseWeights:
+# A NamedTuple rather than a dataclass: see corpus.RawMessage.
+class DenseWeights(NamedTuple):
     kernel: np.ndarray
     bias: np.ndarray
     activation: str
 
 
-@dataclass(frozen=True)
-class ScoringExport:
+class ScoringExport(NamedTuple):
     """Everything the TensorFlow-free scorer needs."""
 
     vocabulary: list[str]
@@ -255,8 +253,7 @@ def read_export(
     return ScoringExport(vocabulary, bool(metadata["export"].get("l2_normalize")), layers)
 
 
-@dataclass(frozen=True)
-class LightLayer:
+class LightLayer(NamedTuple):
     """One Dense layer for the standard-library scorer: its kernel is read
     row by row from the memory-mapped weights file."""
 
@@ -268,8 +265,7 @@ class LightLayer:
     rows: list[tuple[float, ...]] | None
 
 
-@dataclass(frozen=True)
-class LightExport:
+class LightExport(NamedTuple):
     l2_normalize: bool
     layers: list[LightLayer]
     weights: WeightsFile
