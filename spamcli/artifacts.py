@@ -32,8 +32,9 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,14 +63,15 @@ BASE_WEIGHTS_FILE = "base_weights.npz"
 ACTIVATIONS = ("relu", "sigmoid")
 
 
-# A NamedTuple rather than a dataclass: see corpus.RawMessage.
-class DenseWeights(NamedTuple):
+@dataclass(frozen=True)
+class DenseWeights:
     kernel: np.ndarray
     bias: np.ndarray
     activation: str
 
 
-class ScoringExport(NamedTuple):
+@dataclass(frozen=True)
+class ScoringExport:
     """Everything the TensorFlow-free scorer needs."""
 
     vocabulary: list[str]
@@ -253,7 +255,8 @@ def read_export(
     return ScoringExport(vocabulary, bool(metadata["export"].get("l2_normalize")), layers)
 
 
-class LightLayer(NamedTuple):
+@dataclass(frozen=True)
+class LightLayer:
     """One Dense layer for the standard-library scorer: its kernel is read
     row by row from the memory-mapped weights file."""
 
@@ -265,7 +268,8 @@ class LightLayer(NamedTuple):
     rows: list[tuple[float, ...]] | None
 
 
-class LightExport(NamedTuple):
+@dataclass(frozen=True)
+class LightExport:
     l2_normalize: bool
     layers: list[LightLayer]
     weights: WeightsFile

@@ -378,19 +378,17 @@ def predict(
                     "source": item.source,
                     "label": item.label,
                     "score": item.score,
-                    "index": item.position,
+                    "index": item.index,
                     "message_id": item.message_id,
                 }
                 if explain:
                     record["explanation"] = _explanation_records(item.explanation)
                 click.echo(json.dumps(record))
-            elif item.position is None:
+            elif item.index is None:
                 click.echo(f"{item.label} {item.score:.6f} {item.source}")
             else:
                 identifier = _message_id_field(item.message_id)
-                click.echo(
-                    f"{item.label} {item.score:.6f} {item.source} {item.position} {identifier}"
-                )
+                click.echo(f"{item.label} {item.score:.6f} {item.source} {item.index} {identifier}")
             if explain and output_format != "json":
                 for line in _explanation_lines(item.explanation):
                     click.echo(line)

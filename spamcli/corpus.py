@@ -25,6 +25,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -48,26 +49,23 @@ __all__ = [
 ]
 
 
-# Records read on every `spamcli predict` are NamedTuples, not frozen
-# dataclasses: a frozen dataclass is slow to create when its module is
-# imported (each generated method is compiled apart), and eleven of them
-# were 3.7 ms of a 85 ms cold start (-X importtime, best of 8). Cutoffs and
-# TrainingConfig stay dataclasses for the checks in their __post_init__.
-class RawMessage(NamedTuple):
+@dataclass(frozen=True)
+class RawMessage:
     """One message as found, before any parsing."""
 
     source: str
     """Where it came from, for a user: ``path/to/file``, ``archive.tar.bz2:spam/00001.x``,
     ``box.mbox:17`` (1-based index in the mbox) or ``Maildir:cur/123.host:2,S``."""
     raw: bytes
-    position: int | None = None
-    """The 1-based index of the message in its mbox (as in the source) or
+    index: int | None = None
+    """The 1-based position of the message in its mbox (as in the source) or
     Maildir (``cur/`` then ``new/``, each sorted by name); None for a message
     file, which includes a file starting with ``From `` that holds only one
     message."""
 
 
-class ReadFailure(NamedTuple):
+@dataclass(frozen=True)
+class ReadFailure:
     """Something that was asked for but could not be read."""
 
     source: str
@@ -78,7 +76,8 @@ class ReadFailure(NamedTuple):
     socket or device): left out on purpose, a note rather than an error."""
 
 
-class LabelledMessage(NamedTuple):
+@dataclass(frozen=True)
+class LabelledMessage:
     """A raw message with its label, ``config.HAM`` or ``config.SPAM``."""
 
     source: str
@@ -672,7 +671,8 @@ def label_from_path(parts: Sequence[str]) -> str | None:
     return None
 
 
-class _Unlabelled(NamedTuple):
+@dataclass(frozen=True)
+class _Unlabelled:
     """A message read from a labelled source whose path gave no label."""
 
     source: str
@@ -820,7 +820,8 @@ def _table_row(
 # A corpus in memory
 
 
-class Corpus(NamedTuple):
+@dataclass
+class Corpus:
     """Labelled messages, deduplicated, with what was dropped on the way."""
 
     messages: list[LabelledMessage]

@@ -59,7 +59,7 @@ class ExplainedClassification:
     label: str
     score: float
     explanation: Explanation
-    position: int | None = None
+    index: int | None = None
     message_id: str | None = None
 
 
@@ -123,6 +123,6 @@ def explain_messages(
             cutoffs.label(explanation.score),
             explanation.score,
             explanation,
-            message.position,
+            message.index,
             message_id(message.raw),
         )

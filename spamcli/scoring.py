@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
 from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE, HAM, SPAM, UNSURE
@@ -54,8 +54,8 @@ INDEX_WORD_LIMIT = 5_000
 LOAD_ATTEMPTS = 3
 
 
-# A NamedTuple rather than a dataclass: see corpus.RawMessage.
-class Verdict(NamedTuple):
+@dataclass(frozen=True)
+class Verdict:
     label: str
     score: float
 
@@ -327,12 +327,13 @@ def _activate(values: np.ndarray, activation: str) -> np.ndarray:
     return np.where(values >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
 
 
-class Classification(NamedTuple):
+@dataclass(frozen=True)
+class Classification:
     source: str
     label: str
     score: float
-    position: int | None = None
-    """The message's 1-based index in its mbox or Maildir (see RawMessage.position)."""
+    index: int | None = None
+    """The message's 1-based position in its mbox or Maildir (see RawMessage.index)."""
     message_id: str | None = None
     """Its Message-ID header, e.g. ``<123@example.org>``; None when it has none."""
 
@@ -375,7 +376,7 @@ def classify(
         for message, (score, identifier) in zip(batch, scored, strict=True):
             verdict = scorer.verdict(float(score), cutoffs)
             yield Classification(
-                message.source, verdict.label, verdict.score, message.position, identifier
+                message.source, verdict.label, verdict.score, message.index, identifier
             )
 
     def submit(batch: list[RawMessage]) -> None:

@@ -76,13 +76,11 @@ def train(
     artifacts.check_replaceable(model_dir)
     corpus = load_corpus(sources, ham_paths, spam_paths, progress=reading_progress)
     if replaced_digests:
-        corpus = corpus._replace(
-            messages=[
-                message
-                for message in corpus.messages
-                if hashlib.sha256(message.raw).hexdigest() not in replaced_digests
-            ]
-        )
+        corpus.messages = [
+            message
+            for message in corpus.messages
+            if hashlib.sha256(message.raw).hexdigest() not in replaced_digests
+        ]
     require_both_classes(corpus, config.minimum_per_class)
     counts, fingerprint = corpus.counts(), corpus.fingerprint()
     texts = [message_tokens(message.raw, config.header_policy) for message in corpus.messages]

@@ -3,6 +3,7 @@ effect is the score minus the score of the message without that n-gram."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -146,7 +147,7 @@ def test_explain_every_effect_matches_a_multi_hot_reference(
 def test_explain_without_normalisation_matches_the_reference(
     tmp_path: Path, synthetic_export: ScoringExport
 ) -> None:
-    export = synthetic_export._replace(l2_normalize=False)
+    export = dataclasses.replace(synthetic_export, l2_normalize=False)
     model_dir = write_synthetic_model(tmp_path / "unnormalised")
     metadata = json.loads((model_dir / artifacts.METADATA_FILE).read_text())
     metadata["export"] = artifacts.write_export(model_dir, export)
