@@ -11,9 +11,12 @@ Every measurement is a new process, and the baselines are measured in the
 same run as spamcli, so the figures compare under the same load:
 
     cold start   python -c pass, python -c "import click", python -c "import
-                 numpy", spamcli predict SAMPLE: the median of --runs runs
-                 (hyperfine --export-json when installed, else perf_counter
-                 around subprocess.run), each also run once under GNU time
+                 numpy", spamcli predict SAMPLE: --runs rounds, each
+                 command once a round in rotating order (so a slow phase of
+                 a shared machine slows them alike), timed with
+                 time.perf_counter and the child's user + system CPU time
+                 (getrusage); the medians, and each command once more under
+                 GNU time for its peak RSS
     throughput   spamcli predict on the five .tar.bz2 archives, and on the
                  same messages unpacked into a temporary folder; bogofilter
                  in bulk mode (-b) on the unpacked files, trained with -s/-n
@@ -37,9 +40,9 @@ error or a missing corpus.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -83,6 +86,7 @@ class Timing:
     runs: int
     peak_rss_kib: int | None = None
     messages: int | None = None
+    cpu_seconds: float | None = None  # user + system, of the child
 
     @property
     def messages_per_second(self) -> float | None:
@@ -207,48 +211,46 @@ def child_environment() -> dict[str, str]:
 def time_cold_starts(
     commands: dict[str, list[str]], runs: int, work_dir: Path
 ) -> tuple[str, list[Timing]]:
-    """Median wall time of each command, and its peak RSS from one more run."""
-    hyperfine = shutil.which("hyperfine")
-    if hyperfine is not None:
-        medians = hyperfine_medians(hyperfine, commands, runs, work_dir)
-        timer = "hyperfine " + tool_version([hyperfine, "--version"]).removeprefix("hyperfine ")
-    else:
-        progress("hyperfine is not installed (apt-get install -y hyperfine): using perf_counter")
-        medians = {name: perf_counter_median(command, runs) for name, command in commands.items()}
-        timer = "time.perf_counter around subprocess.run"
+    """Median wall and CPU time of each command, and its peak RSS from one more run.
+
+    The commands are interleaved: round after round, each command once, the
+    order rotated every round. On a shared machine the speed comes and goes
+    in phases of seconds to minutes; timed one command after the other (as
+    hyperfine does), a slow phase fell on one command only and moved the
+    predict / import click ratio between 1.65x and 2.67x within ten minutes.
+    Interleaved, a phase slows every command alike.
+    """
+    environment = child_environment()
+    names = list(commands)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    warm_up_rounds = 2  # page cache and bytecode
+    for round_number in range(warm_up_rounds + runs):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            run_checked(commands[name], environment, subprocess.DEVNULL)
+            elapsed = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if round_number >= warm_up_rounds:
+                wall[name].append(elapsed)
+                cpu[name].append(
+                    after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                )
     timings = []
     for name, command in commands.items():
         peak_rss_kib, _ = run_measured(command, subprocess.DEVNULL)
-        timings.append(Timing(name, medians[name], runs, peak_rss_kib))
-    return timer, timings
-
-
-def hyperfine_medians(
-    hyperfine: str, commands: dict[str, list[str]], runs: int, work_dir: Path
-) -> dict[str, float]:
-    export_path = work_dir / "hyperfine.json"
-    arguments = [hyperfine, "--shell=none", "--warmup", "2", "--runs", str(runs)]
-    arguments += ["--style", "basic", "--export-json", str(export_path)]
-    for name, command in commands.items():
-        arguments += ["--command-name", name, shlex.join(command)]
-    # hyperfine reports progress on stdout, which carries results only here.
-    completed = subprocess.run(arguments, stdout=sys.stderr, env=child_environment())
-    if completed.returncode != 0:
-        raise MeasurementError(f"hyperfine exited with status {completed.returncode}")
-    results = json.loads(export_path.read_text(encoding="utf-8"))["results"]
-    return {result["command"]: float(result["median"]) for result in results}
-
-
-def perf_counter_median(command: list[str], runs: int) -> float:
-    environment = child_environment()
-    for _ in range(2):  # warm-up: page cache and bytecode
-        run_checked(command, environment, subprocess.DEVNULL)
-    seconds = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run_checked(command, environment, subprocess.DEVNULL)
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+        timings.append(
+            Timing(
+                name,
+                statistics.median(wall[name]),
+                runs,
+                peak_rss_kib,
+                cpu_seconds=statistics.median(cpu[name]),
+            )
+        )
+    return "time.perf_counter and getrusage around subprocess.run, interleaved", timings
 
 
 def run_checked(
@@ -409,16 +411,17 @@ def print_report(
         f"Cold start: median of {plural(arguments.runs, 'run')}, new process each "
         f"({report.timer}); peak RSS from one more run"
     )
-    print(f"{'command':<34} {'median ms':>10} {'peak RSS MiB':>13}")
+    print(f"{'command':<34} {'median ms':>10} {'CPU ms':>8} {'peak RSS MiB':>13}")
     for timing in report.cold_starts:
         print(
             f"{timing.name:<34} {1000 * timing.median_seconds:>10.1f} "
-            f"{mebibytes(timing.peak_rss_kib):>13}"
+            f"{1000 * (timing.cpu_seconds or 0):>8.1f} {mebibytes(timing.peak_rss_kib):>13}"
         )
-    click_seconds = report.cold_starts[1].median_seconds
+    click_cold = report.cold_starts[1]
     predict_cold = report.cold_starts[-1]
-    ratio = predict_cold.median_seconds / click_seconds
-    print(f"predict / import click: {ratio:.2f}x")
+    ratio = predict_cold.median_seconds / click_cold.median_seconds
+    cpu_ratio = (predict_cold.cpu_seconds or 0) / (click_cold.cpu_seconds or 1)
+    print(f"predict / import click: {ratio:.2f}x wall time, {cpu_ratio:.2f}x CPU time")
     print()
     messages = report.corpus_runs[0].messages
     print(
