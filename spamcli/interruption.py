@@ -16,6 +16,8 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 _requested = False
 
 
@@ -52,6 +54,3 @@ def interruptible() -> Iterator[None]:
         for number, handler in previous.items():
             signal.signal(number, handler)
         _requested = False
-
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
