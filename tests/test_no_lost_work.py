@@ -200,7 +200,7 @@ def test_no_lost_work_a_swallowed_interruption_is_still_honoured(
     model_copy: Path, signal_number: int
 ) -> None:
     # TensorFlow's C++ can clear the KeyboardInterrupt a signal handler
-    # raised; the swallowing is imitated here with `except: pass`.
+    # raised; contextlib.suppress imitates it here.
     before_files = listing(model_copy)
     before_handlers = [signal.getsignal(number) for number in SIGNALS]
     with interruption.interruptible():
@@ -216,6 +216,34 @@ def test_no_lost_work_a_swallowed_interruption_is_still_honoured(
     assert staging_folders(model_copy) == []
     interruption.check()  # the request ends with the work it interrupted
     assert [signal.getsignal(number) for number in SIGNALS] == before_handlers
+
+
+def test_no_lost_work_training_stops_at_a_batch_after_a_swallowed_interruption(
+    model_copy: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import TINY_CONFIG
+
+    from spamcli.training import train
+
+    before_files = listing(model_copy)
+    callers: list[str] = []
+    original_check = interruption.check
+
+    def recording_check() -> None:
+        callers.append(sys._getframe(1).f_code.co_name)
+        original_check()
+
+    with interruption.interruptible():
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        monkeypatch.setattr(interruption, "check", recording_check)
+        with pytest.raises(KeyboardInterrupt):
+            train(model_copy, sources=[corpus_dir], config=TINY_CONFIG)
+    # The first batch's check (training's callback) stopped the fit, before
+    # the model writer's own check.
+    assert callers == ["<lambda>"]
+    assert listing(model_copy) == before_files
+    assert staging_folders(model_copy) == []
 
 
 # --------------------------------------------------------------------------
