@@ -815,24 +815,27 @@ def _card_value(value: Any) -> str:
 EXIT_TEMPFAIL = 75
 
 
-def _header_prefix_option(context: click.Context, parameter: click.Parameter, value: str) -> str:
-    from spamcli.filtering import check_header_prefix
+def _checked_by(
+    module_name: str, check_name: str
+) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A click callback passing an option's value through MODULE_NAME's
+    CHECK_NAME, which raises ValueError for a bad one: a usage error. The
+    module is imported only when a command with the option runs."""
 
-    try:
-        return check_header_prefix(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+    def callback(
+        context: click.Context, parameter: click.Parameter, value: str | None
+    ) -> str | None:
+        if value is None:
+            return None
+        import importlib
 
+        check: Callable[[str], str] = getattr(importlib.import_module(module_name), check_name)
+        try:
+            return check(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
 
-def _subject_tag_option(
-    context: click.Context, parameter: click.Parameter, value: str | None
-) -> str | None:
-    from spamcli.filtering import check_subject_tag
-
-    try:
-        return None if value is None else check_subject_tag(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+    return callback
 
 
 @cli.command(name="filter")
@@ -842,14 +845,14 @@ def _subject_tag_option(
     "--header-prefix",
     default="X-Spam-",
     show_default=True,
-    callback=_header_prefix_option,
+    callback=_checked_by("spamcli.filtering", "check_header_prefix"),
     help="Prefix of the three header fields added (PREFIX Flag, Score and Status).",
 )
 @click.option(
     "--subject-tag",
     metavar="TEXT",
     default=None,
-    callback=_subject_tag_option,
+    callback=_checked_by("spamcli.filtering", "check_subject_tag"),
     help="Put TEXT (e.g. '[SPAM]') before the Subject of spam, unless it is there already.",
 )
 @click.option(
@@ -1023,17 +1026,6 @@ def learn(
         sys.exit(1)
 
 
-def _folder_name(
-    context: click.Context, parameter: click.Parameter, value: str | None
-) -> str | None:
-    from spamcli.sorting import check_folder_name
-
-    try:
-        return None if value is None else check_folder_name(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
 @cli.command(name="sort")
 @click.argument("maildir", type=click.Path(file_okay=False, path_type=Path))
 @model_option
@@ -1042,14 +1034,14 @@ def _folder_name(
     metavar=".NAME",
     default=".Junk",
     show_default=True,
-    callback=_folder_name,
+    callback=_checked_by("spamcli.sorting", "check_folder_name"),
     help="Maildir++ subfolder of MAILDIR that spam is moved to; made if missing.",
 )
 @click.option(
     "--unsure-folder",
     metavar=".NAME",
     default=None,
-    callback=_folder_name,
+    callback=_checked_by("spamcli.sorting", "check_folder_name"),
     help="Maildir++ subfolder for unsure mail, e.g. .Unsure.  [default: unsure mail stays]",
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be moved; move nothing.")
