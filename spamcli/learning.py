@@ -170,6 +170,18 @@ def learned_count(model_dir: str | Path) -> int:
         return 0
 
 
+def _learned_summary(messages: Sequence[LearnedMessage]) -> dict[str, Any]:
+    """The part of metadata.json's ``learned`` entry every writer gives."""
+    return {
+        "messages": len(messages),
+        "ham": sum(message.label == HAM for message in messages),
+        "spam": sum(message.label == SPAM for message in messages),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "file": artifacts.LEARNED_FILE,
+        "format": LEARNED_FORMAT,
+    }
+
+
 def _write_learned(directory: Path, learned: dict[str, LearnedMessage]) -> None:
     with open(directory / artifacts.LEARNED_FILE, "w", encoding="utf-8") as learned_file:
         for digest in sorted(learned):
@@ -344,12 +356,7 @@ def _relearn(
             _write_learned(directory, learned)
             metadata["export"] = export_description
             metadata["learned"] = {
-                "messages": len(ordered),
-                "ham": sum(message.label == HAM for message in ordered),
-                "spam": sum(message.label == SPAM for message in ordered),
-                "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-                "file": artifacts.LEARNED_FILE,
-                "format": LEARNED_FORMAT,
+                **_learned_summary(ordered),
                 "base_weights": artifacts.BASE_WEIGHTS_FILE,
                 "fine_tuning": {
                     "trained": "rows of the first Dense kernel for the learned n-grams, "
@@ -528,15 +535,7 @@ def train_with_learned(
             if not ordered:
                 return
             _write_learned(directory, learned)
-            new_metadata["learned"] = {
-                "messages": len(ordered),
-                "ham": sum(message.label == HAM for message in ordered),
-                "spam": sum(message.label == SPAM for message in ordered),
-                "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-                "file": artifacts.LEARNED_FILE,
-                "format": LEARNED_FORMAT,
-                "included_in_training": True,
-            }
+            new_metadata["learned"] = {**_learned_summary(ordered), "included_in_training": True}
 
         report = train(
             model_path,
