@@ -43,7 +43,12 @@ from spamcli import vocabulary as vocabulary_index
 from spamcli.config import HEADER_POLICIES
 from spamcli.errors import ModelError
 
-FORMAT_VERSION = 1
+# Version 2 records how the bag of n-grams is scaled ("normalization");
+# version 1 had only "l2_normalize" (true or false), which still reads. A
+# spamcli that reads version 1 only refuses a version 2 folder instead of
+# scoring it with the wrong scaling.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 METADATA_FILE = "metadata.json"
 KERAS_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.txt"
@@ -61,6 +66,10 @@ BASE_WEIGHTS_FILE = "base_weights.npz"
 
 # Activations the exported Dense layers may use; anything else is refused.
 ACTIVATIONS = ("relu", "sigmoid")
+# How the multi-hot bag is scaled before the first Dense layer: divided by
+# the number of n-grams present ("count"), by its square root, which is its
+# L2 norm ("l2"), or not at all ("none").
+NORMALIZATIONS = ("count", "l2", "none")
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class ScoringExport:
     """Everything the TensorFlow-free scorer needs."""
 
     vocabulary: list[str]
-    l2_normalize: bool
+    normalization: str  # one of NORMALIZATIONS
     layers: list[DenseWeights]
 
 
@@ -99,10 +108,12 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ModelError(f"{metadata_path} is not a JSON object")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    # bool is an int: true must not pass for version 1.
+    if isinstance(version, bool) or version not in READABLE_FORMAT_VERSIONS:
+        readable = " and ".join(str(number) for number in READABLE_FORMAT_VERSIONS)
         raise ModelError(
             f"{model_path} has model format version {version!r}; this spamcli reads "
-            f"version {FORMAT_VERSION} only (retrain the model, or upgrade spamcli)"
+            f"versions {readable} (retrain the model, or upgrade spamcli)"
         )
     for name in REQUIRED_FILES:
         if not (model_path / name).is_file():
@@ -133,6 +144,7 @@ def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
     layers = export.get("layers") if isinstance(export, dict) else None
     if not isinstance(layers, list) or not all(isinstance(spec, dict) for spec in layers):
         raise ModelError(f"{model_path}: metadata does not describe the scoring export")
+    normalization(model_path, metadata)
 
 
 def load_keras_model(model_dir: str | Path) -> Any:
@@ -144,6 +156,8 @@ def load_keras_model(model_dir: str | Path) -> Any:
     (predict and evaluate never call this: they score from the export.)
     """
     import keras
+
+    import spamcli.model  # noqa: F401  (registers the custom layer the file names)
 
     keras_path = Path(model_dir) / KERAS_FILE
     try:
@@ -252,7 +266,7 @@ def read_export(
         width = kernel.shape[1]
     if not layers or width != 1 or layers[-1].activation != "sigmoid":
         raise ModelError(f"{model_path}: the scoring export does not end in one sigmoid unit")
-    return ScoringExport(vocabulary, bool(metadata["export"].get("l2_normalize")), layers)
+    return ScoringExport(vocabulary, normalization(model_path, metadata), layers)
 
 
 @dataclass(frozen=True)
@@ -270,7 +284,7 @@ class LightLayer:
 
 @dataclass(frozen=True)
 class LightExport:
-    l2_normalize: bool
+    normalization: str  # one of NORMALIZATIONS
     layers: list[LightLayer]
     weights: WeightsFile
 
@@ -470,7 +484,18 @@ def read_light_export(
         width = kernel_shape[1]
     if not layers or width != 1 or layers[-1].activation != "sigmoid":
         raise ModelError(f"{model_path}: the scoring export does not end in one sigmoid unit")
-    return LightExport(bool(metadata["export"].get("l2_normalize")), layers, weights)
+    return LightExport(normalization(model_path, metadata), layers, weights)
+
+
+def normalization(model_path: Path, metadata: dict[str, Any]) -> str:
+    """How the folder's model scales the bag of n-grams (one of NORMALIZATIONS)."""
+    export = metadata["export"]
+    if metadata["format_version"] == 1:
+        return "l2" if export.get("l2_normalize") else "none"
+    value = export.get("normalization")
+    if value not in NORMALIZATIONS:
+        raise ModelError(f"{model_path}: unknown normalization {value!r} in the scoring export")
+    return str(value)
 
 
 def _misfit(
@@ -505,7 +530,7 @@ def write_export(directory: Path, export: ScoringExport) -> dict[str, Any]:
         specs.append({"name": name, "activation": layer.activation})
     with open(directory / WEIGHTS_FILE, "wb") as weights_file:
         np.savez(weights_file, **arrays)  # type: ignore[arg-type]
-    return {"l2_normalize": export.l2_normalize, "layers": specs}
+    return {"normalization": export.normalization, "layers": specs}
 
 
 def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None]) -> Path:

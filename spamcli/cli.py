@@ -726,7 +726,11 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
         ]
     )
     yield "network"
-    normalised = ", L2-normalised" if card["l2_normalize"] else ""
+    normalised = {
+        "count": ", divided by their count",
+        "l2": ", L2-normalised",
+        "none": "",
+    }[card["normalization"]]
     difference = card["export_max_difference"]
     yield from _rows(
         [("vocabulary", f"{card['vocabulary_size']} n-grams{normalised}")]

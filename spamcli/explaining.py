@@ -1,8 +1,8 @@
 """Why a message scored as it did: the n-grams that moved its score most.
 
 The model reads a message as the set of vocabulary n-grams it contains (a
-multi-hot bag, L2-normalised), so the natural question "what did this word
-do?" has an exact answer: score the message again without that n-gram. The
+multi-hot bag, divided by its count), so the natural question "what did this
+word do?" has an exact answer: score the message again without that n-gram. The
 effect of an n-gram is ``score - score_without``: positive pushed the
 message towards spam, negative towards ham. It is the score's own change,
 not a gradient or an approximation, so it accounts for the ReLU layers and
@@ -11,8 +11,9 @@ not linear.
 
 Every removal is computed at once, without re-reading the message: the
 first layer's input for "all n-grams but j" is the sum of all the kernel
-rows minus row j, scaled by 1/sqrt(k-1) instead of 1/sqrt(k). One matrix of
-k + 1 rows goes through the Dense layers, so a message of 2,000 distinct
+rows minus row j, scaled by 1/(k-1) instead of 1/k (by 1/sqrt(k-1) for a
+model that L2-normalises its bag). One matrix of k + 1 rows goes through the
+Dense layers, so a message of 2,000 distinct
 n-grams costs one small matrix product, not 2,000 scorings.
 
 Out-of-vocabulary n-grams all share bucket 0, the model cannot tell them

@@ -70,7 +70,7 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
         "training_data": metadata.get("training_data", {}),
         "training": metadata.get("training", {}),
         "vocabulary_size": vocabulary_size,
-        "l2_normalize": export.l2_normalize,
+        "normalization": export.normalization,
         "layers": layers,
         "hyperparameters": metadata.get("hyperparameters", {}),
         "cutoffs": {"spam": threshold, "ham": ham_cutoff, "unsure_band": ham_cutoff < threshold},

@@ -159,7 +159,7 @@ class Scorer:
         total = [0.0] * first.units
         for position in present:
             total = list(map(operator.add, total, weights.row(f"{first.name}.kernel", position)))
-        scale = _inverse_norm(len(present)) if self._light.l2_normalize else 1.0
+        scale = _scale(len(present), self._light.normalization)
         hidden = [
             _activate_one(value * scale + bias, first.activation)
             for value, bias in zip(total, first.bias, strict=True)
@@ -188,9 +188,7 @@ class Scorer:
             present = self._present_indices(text)
             if present.size:
                 total = first.kernel[present].sum(axis=0, dtype=np.float64)
-                if self._light.l2_normalize:
-                    total *= _inverse_norm(present.size)
-                hidden[row] = total
+                hidden[row] = total * _scale(present.size, self._light.normalization)
         hidden = _activate(hidden + first.bias, first.activation)
         for layer in layers[1:]:
             product = hidden @ layer.kernel.astype(np.float64) + layer.bias
@@ -240,11 +238,8 @@ class Scorer:
         import numpy as np
 
         first, *rest = self._light.layers
-        if self._light.l2_normalize:
-            # _inverse_norm, vectorised: 1/sqrt(count) rounds as math.sqrt does.
-            counts = np.asarray(counts, dtype=np.float64)
-            scales = np.divide(1.0, np.sqrt(counts), out=np.zeros_like(counts), where=counts > 0)
-            sums = sums * np.minimum(scales, 1.0 / NORMALIZATION_EPSILON)[:, np.newaxis]
+        scales = [_scale(int(count), self._light.normalization) for count in counts]
+        sums = sums * np.array(scales, dtype=np.float64)[:, np.newaxis]
         hidden = _activate(sums + np.array(first.bias), first.activation)
         for layer in rest:
             product = hidden @ np.array(layer.rows, dtype=np.float64) + np.array(layer.bias)
@@ -303,9 +298,17 @@ def _folder_identity(model_dir: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def _inverse_norm(count: int) -> float:
-    """1 / the L2 norm of a multi-hot vector with ``count`` ones, as Keras clips it."""
-    return min(1.0 / math.sqrt(count), 1.0 / NORMALIZATION_EPSILON) if count else 0.0
+def _scale(count: int, normalization: str) -> float:
+    """What the first layer's sum over ``count`` distinct n-grams is
+    multiplied by, as the model's normalization layer scales its bag."""
+    if normalization == "none":
+        return 1.0
+    if not count:
+        return 0.0  # nothing present: the sum is zero whatever the scale
+    if normalization == "count":
+        return 1.0 / count
+    # "l2": 1 / the L2 norm of the multi-hot bag, as Keras clips it.
+    return min(1.0 / math.sqrt(count), 1.0 / NORMALIZATION_EPSILON)
 
 
 def _activate_one(value: float, activation: str) -> float:

@@ -291,11 +291,12 @@ def _without_optimizer(model: Any) -> Any:
 
 def _export(model: Any) -> artifacts.ScoringExport:
     from spamcli.features import vocabulary
+    from spamcli.model import normalization_layer
 
     dense_layers = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
     return artifacts.ScoringExport(
         vocabulary=vocabulary(model.get_layer("vectorizer")),
-        l2_normalize=any(layer.name == "l2_normalize" for layer in model.layers),
+        normalization=normalization_layer(model)[0],
         layers=[
             artifacts.DenseWeights(
                 kernel=np.asarray(layer.kernel.numpy()),

@@ -322,7 +322,7 @@ def make_synthetic_export() -> artifacts.ScoringExport:
     )
     return artifacts.ScoringExport(
         vocabulary=list(SYNTHETIC_VOCABULARY),
-        l2_normalize=True,
+        normalization="count",
         layers=[
             artifacts.DenseWeights(kernel, np.array([0.0, 0.1, -0.1], np.float32), "relu"),
             artifacts.DenseWeights(

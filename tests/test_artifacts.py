@@ -303,7 +303,7 @@ def test_artifacts_unknown_version_says_what_this_spamcli_reads(synthetic_model_
     with pytest.raises(ModelError) as raised:
         read_metadata(synthetic_model_dir)
 
-    assert f"reads version {FORMAT_VERSION} only" in str(raised.value)
+    assert "reads versions 1 and 2" in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
@@ -325,10 +325,10 @@ def test_artifacts_export_round_trip(
     export = synthetic_export
 
     described = write_export(tmp_path, export)
-    loaded = read_export(tmp_path, {"export": described})
+    loaded = read_export(tmp_path, {"format_version": FORMAT_VERSION, "export": described})
 
     assert loaded.vocabulary == export.vocabulary
-    assert loaded.l2_normalize == export.l2_normalize
+    assert loaded.normalization == export.normalization
     assert [layer.activation for layer in loaded.layers] == ["relu", "sigmoid"]
     for loaded_layer, layer in zip(loaded.layers, export.layers, strict=True):
         np.testing.assert_array_equal(loaded_layer.kernel, layer.kernel)

@@ -44,7 +44,9 @@ def reference_score(export: ScoringExport, indices: set[int]) -> float:
     """The model on an explicit multi-hot vector, as Keras computes it."""
     vector = np.zeros(len(export.vocabulary))
     vector[sorted(indices)] = 1.0
-    if indices and export.l2_normalize:
+    if indices and export.normalization == "count":
+        vector /= len(indices)
+    elif indices and export.normalization == "l2":
         vector /= np.linalg.norm(vector)
     hidden = vector
     for layer in export.layers:
@@ -144,11 +146,12 @@ def test_explain_every_effect_matches_a_multi_hot_reference(
     assert by_token["meeting"] < 0
 
 
-def test_explain_without_normalisation_matches_the_reference(
-    tmp_path: Path, synthetic_export: ScoringExport
+@pytest.mark.parametrize("normalization", ["l2", "none"])
+def test_explain_with_other_normalisations_matches_the_reference(
+    tmp_path: Path, synthetic_export: ScoringExport, normalization: str
 ) -> None:
-    export = dataclasses.replace(synthetic_export, l2_normalize=False)
-    model_dir = write_synthetic_model(tmp_path / "unnormalised")
+    export = dataclasses.replace(synthetic_export, normalization=normalization)
+    model_dir = write_synthetic_model(tmp_path / normalization)
     metadata = json.loads((model_dir / artifacts.METADATA_FILE).read_text())
     metadata["export"] = artifacts.write_export(model_dir, export)
     artifacts.write_metadata(model_dir, metadata)

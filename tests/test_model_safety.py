@@ -246,8 +246,17 @@ def export_missing(metadata: dict[str, Any]) -> None:
     del metadata["export"]
 
 
+def normalization_unknown(metadata: dict[str, Any]) -> None:
+    metadata["export"]["normalization"] = "__import__('os').system('true')"
+
+
+def normalization_missing(metadata: dict[str, Any]) -> None:
+    del metadata["export"]["normalization"]
+
+
 METADATA_LIES = [
-    (set_version(2), "format version 2; this spamcli reads version 1 only"),
+    (set_version(3), "format version 3; this spamcli reads versions 1 and 2"),
+    (set_version(True), "format version True"),
     (set_version(999), "format version 999"),
     (set_version("1"), "format version '1'"),
     (set_version(None), "format version None"),
@@ -264,6 +273,8 @@ METADATA_LIES = [
     (ham_cutoff_above_threshold, "the ham cut-off 0.9 is not between 0 and the threshold"),
     (header_policy_is_a_path, "unknown header policy '../../content'"),
     (export_missing, "metadata does not describe the scoring export"),
+    (normalization_unknown, "unknown normalization \"__import__('os').system('true')\""),
+    (normalization_missing, "unknown normalization None"),
 ]
 
 

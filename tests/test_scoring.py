@@ -7,6 +7,8 @@ everything else runs on NumPy and the hand-made model of conftest.py.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spamcli import scoring
+from spamcli import artifacts, scoring
 from spamcli.artifacts import ScoringExport
 from spamcli.corpus import RawMessage, ReadFailure, iter_messages
 from spamcli.scoring import Classification, Scorer, classify
@@ -174,14 +176,19 @@ def test_scoring_header_tokens_are_never_empty_and_never_hold_whitespace(
 
 def reference_scores(export: ScoringExport, texts: list[str]) -> np.ndarray:
     """What the Keras model computes, spelled out: a multi-hot vector over the
-    vocabulary (unknown n-grams in bucket 0), L2-normalised, then each layer."""
+    vocabulary (unknown n-grams in bucket 0), divided by its count (or its L2
+    norm, or nothing, as the export says), then each layer."""
     index = {term: position for position, term in enumerate(export.vocabulary)}
     bags = np.zeros((len(texts), len(export.vocabulary)), dtype=np.float64)
     for row, text in enumerate(texts):
         for gram in ngrams(text.split()):
             bags[row, index.get(gram, 0)] = 1.0
-    norms = np.linalg.norm(bags, axis=1, keepdims=True)
-    values = np.divide(bags, norms, out=np.zeros_like(bags), where=norms > 0)
+    if export.normalization == "none":
+        values = bags
+    else:
+        order = 1 if export.normalization == "count" else 2
+        norms = np.linalg.norm(bags, ord=order, axis=1, keepdims=True)
+        values = np.divide(bags, norms, out=np.zeros_like(bags), where=norms > 0)
     for layer in export.layers:
         values = values @ layer.kernel + layer.bias
         values = np.maximum(values, 0) if layer.activation == "relu" else 1 / (1 + np.exp(-values))
@@ -204,6 +211,29 @@ def test_scoring_scorer_matches_the_dense_computation(
 
     np.testing.assert_allclose(scores, reference_scores(synthetic_export, texts), atol=1e-6)
     assert scores[0] > 0.5 > scores[1]
+
+
+@pytest.mark.parametrize("l2_normalize", [True, False])
+def test_scoring_format_version_1_folders_still_score(
+    synthetic_model_dir: Path, synthetic_export: ScoringExport, l2_normalize: bool
+) -> None:
+    # Version 1 recorded only whether the bag was L2-normalised.
+    metadata = json.loads((synthetic_model_dir / artifacts.METADATA_FILE).read_text())
+    metadata["format_version"] = 1
+    del metadata["export"]["normalization"]
+    metadata["export"]["l2_normalize"] = l2_normalize
+    artifacts.write_metadata(synthetic_model_dir, metadata)
+    old_export = dataclasses.replace(
+        synthetic_export, normalization="l2" if l2_normalize else "none"
+    )
+    texts = ["cash prize", "meeting the team", "unknown words only", "", "the"]
+    scorer = Scorer(synthetic_model_dir)
+
+    light = [scorer.score_text_light(text) for text in texts]
+
+    np.testing.assert_allclose(light, reference_scores(old_export, texts), atol=1e-6)
+    np.testing.assert_allclose(scorer.score_texts(texts), light, rtol=0, atol=1e-12)
+    assert not np.allclose(light, reference_scores(synthetic_export, texts), atol=1e-3)
 
 
 def test_scoring_scorer_scores_raw_messages(synthetic_model_dir: Path) -> None:
