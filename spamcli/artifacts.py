@@ -498,6 +498,23 @@ def normalization(model_path: Path, metadata: dict[str, Any]) -> str:
     return str(value)
 
 
+def upgrade_metadata(metadata: dict[str, Any]) -> None:
+    """Bring a readable folder's metadata to the current format version, in
+    place, for a command that rewrites the folder (``learn``): version 1's
+    export descriptions (the folder's own, and the trained one a learned
+    folder keeps) say ``"l2_normalize"``, version 2's ``"normalization"``."""
+    if metadata["format_version"] == 1:
+        learned = metadata.get("learned")
+        descriptions = [metadata["export"]]
+        if isinstance(learned, dict) and isinstance(learned.get("base_export"), dict):
+            descriptions.append(learned["base_export"])
+        for description in descriptions:
+            description["normalization"] = (
+                "l2" if description.pop("l2_normalize", False) else "none"
+            )
+    metadata["format_version"] = FORMAT_VERSION
+
+
 def _misfit(
     model_path: Path, name: object, kernel_shape: tuple[int, ...], width: int, first: bool
 ) -> str:

@@ -314,6 +314,9 @@ def _relearn(
     ended on its side of the cut-offs by the margin."""
     from spamcli.training import _export
 
+    # The folder is written anew, in the current format version: an older
+    # one's export description would not describe the export written below.
+    artifacts.upgrade_metadata(metadata)
     base_path = model_path / artifacts.BASE_WEIGHTS_FILE
     # No base yet: the folder's weights are the trained ones.
     base_source = base_path if base_path.is_file() else model_path / artifacts.WEIGHTS_FILE

@@ -79,7 +79,7 @@ def build_model(
 
 
 def normalization_layer(model: keras.Model) -> tuple[str, Any]:
-    """The model's normalization (a key of artifacts.NORMALIZATIONS) and the
+    """The model's normalization (one of artifacts.NORMALIZATIONS) and the
     layer that applies it; ("none", the layer before the first Dense) if it
     has none."""
     for layer in model.layers:

@@ -325,3 +325,62 @@ def test_cli_train_warns_about_learned_messages(
     assert result.exit_code == 0, result.output
     assert "1 learned messages" in result.stderr and "--resume" in result.stderr
     assert not (model_copy / artifacts.LEARNED_FILE).exists()
+
+
+@pytest.fixture(scope="module")
+def version_1_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, tiny_config: TrainingConfig
+) -> Path:
+    """A folder as spamcli wrote them in format version 1: an L2-normalised
+    bag, described by "l2_normalize" in the export."""
+    import keras
+    from keras import layers
+
+    from spamcli import model as model_module
+    from spamcli.training import train
+
+    def build_l2_model(vectorizer, hidden_units, dropout, learning_rate, label_smoothing):  # type: ignore[no-untyped-def]
+        text = keras.Input(shape=(), dtype="string", name="text")
+        bag = layers.Rescaling(1.0, name="to_float")(vectorizer(text))
+        hidden = layers.UnitNormalization(name="l2_normalize")(bag)
+        for index, units in enumerate(hidden_units):
+            hidden = layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
+        output = layers.Dense(1, activation="sigmoid", name="spam_probability")(hidden)
+        network = keras.Model(text, output, name="spamcli")
+        network.compile(optimizer="adam", loss="binary_crossentropy")
+        return network
+
+    model_dir = tmp_path_factory.mktemp("version_1") / "model"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_module, "build_model", build_l2_model)
+        train(model_dir, sources=[corpus_dir], config=tiny_config)
+    metadata = json.loads((model_dir / artifacts.METADATA_FILE).read_text())
+    assert metadata["export"].pop("normalization") == "l2"
+    metadata["export"]["l2_normalize"] = True
+    metadata["format_version"] = 1
+    artifacts.write_metadata(model_dir, metadata)
+    return model_dir
+
+
+def test_learn_rewrites_a_version_1_folder_in_the_current_version(
+    version_1_model_dir: Path, heldout_dir: Path, tmp_path: Path
+) -> None:
+    model_dir = Path(shutil.copytree(version_1_model_dir, tmp_path / "model"))
+    messages = heldout_messages(heldout_dir, "ham", 12)
+    original = scores(model_dir, messages)
+
+    learning.learn(model_dir, spam=messages[:2])
+
+    metadata = artifacts.read_metadata(model_dir)
+    assert metadata["format_version"] == artifacts.FORMAT_VERSION
+    assert metadata["export"]["normalization"] == "l2"
+    assert metadata["learned"]["base_export"]["normalization"] == "l2"
+    assert "l2_normalize" not in metadata["export"]
+    learned_scores = scores(model_dir, messages)
+    assert all(new > old for new, old in zip(learned_scores[:2], original[:2], strict=True))
+
+    learning.learn(model_dir, spam=messages[:2], forget=True)
+
+    assert scores(model_dir, messages) == original
+    assert_same_weights(weights(model_dir), weights(version_1_model_dir))
+    assert artifacts.read_metadata(model_dir)["export"]["normalization"] == "l2"
