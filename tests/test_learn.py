@@ -333,26 +333,19 @@ def version_1_model_dir(
 ) -> Path:
     """A folder as spamcli wrote them in format version 1: an L2-normalised
     bag, described by "l2_normalize" in the export."""
-    import keras
     from keras import layers
 
     from spamcli import model as model_module
     from spamcli.training import train
 
-    def build_l2_model(vectorizer, hidden_units, dropout, learning_rate, label_smoothing):  # type: ignore[no-untyped-def]
-        text = keras.Input(shape=(), dtype="string", name="text")
-        bag = layers.Rescaling(1.0, name="to_float")(vectorizer(text))
-        hidden = layers.UnitNormalization(name="l2_normalize")(bag)
-        for index, units in enumerate(hidden_units):
-            hidden = layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
-        output = layers.Dense(1, activation="sigmoid", name="spam_probability")(hidden)
-        network = keras.Model(text, output, name="spamcli")
-        network.compile(optimizer="adam", loss="binary_crossentropy")
-        return network
+    # build_model's own network, with the layer version-1 models had in
+    # place of DivideByCount.
+    def unit_normalization(name: str) -> layers.Layer:
+        return layers.UnitNormalization(name="l2_normalize")
 
     model_dir = tmp_path_factory.mktemp("version_1") / "model"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_module, "build_model", build_l2_model)
+        patch.setattr(model_module, "DivideByCount", unit_normalization)
         train(model_dir, sources=[corpus_dir], config=tiny_config)
     metadata = json.loads((model_dir / artifacts.METADATA_FILE).read_text())
     assert metadata["export"].pop("normalization") == "l2"
