@@ -18,7 +18,8 @@ The systems:
                 then `spamcli predict -m MODEL --format json TEST`; its own
                 threshold (metadata.json)
     sklearn     TfidfVectorizer (word unigrams and bigrams, sublinear_tf) and
-                LogisticRegression (class_weight="balanced") on the text the
+                LogisticRegression (class_weight="balanced", C chosen from
+                SKLEARN_C_GRID by validation log loss) on the text the
                 spamcli model reads (spamcli.tokens.message_tokens, default
                 header policy), fitted on the same 85 % of the training part
                 that spamcli fits on; its threshold chosen on the other 15 %
@@ -92,6 +93,17 @@ QUICK_SEED = 1
 
 # Parsed messages per task handed to a worker when sklearn scores.
 PARSE_CHUNK = 128
+
+# The baseline's inverse regularisation strengths, one fitted per value; the
+# one whose validation log loss is lowest is kept, as spamcli keeps its best
+# epoch. scikit-learn's default, C=1, is far too strong a penalty for this
+# many sparse n-grams: on the random split (seed 1) the test (1-AUC)% was
+# 0.132 at C=1, 0.066 at 10, 0.051 at 100, 0.047 at 300 and 0.045 at 1000,
+# and the validation log loss fell the same way (0.152, 0.046, 0.023,
+# 0.021 at 1 to 300), so a baseline left at the default would flatter every
+# other row. C=1000 had the lowest validation loss on all three splits; the
+# grid goes past it so that the choice is not its edge.
+SKLEARN_C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 
 
 class MeasurementError(Exception):
@@ -422,6 +434,7 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
     from sklearn.model_selection import train_test_split
 
     from spamcli.config import MINIMUM_THRESHOLD
@@ -453,10 +466,19 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
             dtype=np.float32,
         )
         features = vectorizer.fit_transform([texts[row] for row in train_rows])
-        classifier = LogisticRegression(class_weight="balanced", solver="liblinear")
-        classifier.fit(features, is_spam[train_rows])
         validation = vectorizer.transform([texts[row] for row in validation_rows])
-        validation_scores = classifier.predict_proba(validation)[:, 1]
+        candidates = []
+        for inverse_strength in SKLEARN_C_GRID:
+            candidate = LogisticRegression(
+                C=inverse_strength, class_weight="balanced", solver="liblinear"
+            )
+            candidate.fit(features, is_spam[train_rows])
+            candidate_scores = candidate.predict_proba(validation)[:, 1]
+            loss = log_loss(is_spam[validation_rows], candidate_scores, labels=[False, True])
+            candidates.append((loss, inverse_strength, candidate, candidate_scores))
+        # The lowest validation loss; on a tie, the stronger penalty.
+        _, chosen_c, classifier, validation_scores = min(candidates, key=lambda row: row[:2])
+        fitted["c"] = chosen_c
         fitted["threshold"] = threshold_for_false_positive_rate(
             validation_scores[~is_spam[validation_rows]],
             config.target_false_positive_rate,
@@ -479,7 +501,7 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
         fitted["threshold"],
         fitted["threshold"],
         score,
-        note=f"{len(fitted['vectorizer'].vocabulary_):,} n-grams",
+        note=f"{len(fitted['vectorizer'].vocabulary_):,} n-grams, C={fitted['c']:g}",
     )
 
 
