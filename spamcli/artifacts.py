@@ -557,6 +557,8 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
     and then put in place with one rename (an atomic exchange where the
     folder already exists), so a crash, Ctrl-C or full disk at any point
     leaves the previous model whole, and a reader never sees a mixture.
+    Staging folders that killed writers left beside it are removed first
+    (see remove_abandoned_staging).
     """
     # Imported here: a filter scoring one message never writes a model.
     import shutil
@@ -568,9 +570,10 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
     check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
     except OSError as error:
         raise _not_saved(target, error) from None
+    staging_lock = None
     try:
         # mkdtemp makes the folder private; a model is read by mail filters
         # running as other users, so give it the usual permissions.
@@ -578,6 +581,8 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)
         try:
+            staging_lock = _lock_folder(staging, wait=True)
+            remove_abandoned_staging(target)
             write_contents(staging)
             _sync_tree(staging)
         except OSError as error:
@@ -597,7 +602,76 @@ def write_model_dir(model_dir: str | Path, write_contents: Callable[[Path], None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if staging_lock is not None:
+            os.close(staging_lock)
     return target
+
+
+# A writer holds an exclusive lock (flock) on its staging folder from the
+# moment it exists until it is put in place or removed; the kernel drops
+# the lock when the writer dies, SIGKILL included. A staging folder that
+# no one holds and that is older than this was left by a writer that was
+# killed or lost its machine (a power cut): half a model, never of use.
+# The age covers the microseconds between a writer creating its folder and
+# locking it, and writers of versions that took no lock.
+ABANDONED_STAGING_SECONDS = 600
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.new-"
+
+
+def _lock_folder(directory: Path, wait: bool) -> int | None:
+    """An open descriptor holding an exclusive lock on DIRECTORY, or None
+    if another process holds one (only when not waiting)."""
+    import fcntl
+
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def remove_abandoned_staging(model_dir: str | Path) -> list[Path]:
+    """Remove the staging folders that killed writers left beside MODEL_DIR
+    (see ABANDONED_STAGING_SECONDS); return those removed. Never raises for
+    a folder it cannot inspect or remove: it is left as it was."""
+    import shutil
+    import time
+
+    target = Path(model_dir).absolute()
+    prefix = _staging_prefix(target)
+    removed: list[Path] = []
+    try:
+        candidates = [entry for entry in os.scandir(target.parent) if entry.name.startswith(prefix)]
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in candidates:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime < ABANDONED_STAGING_SECONDS:
+                continue
+            lock = _lock_folder(Path(entry.path), wait=False)
+        except OSError:
+            continue
+        if lock is None:
+            continue  # a live writer's
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(lock)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _not_saved(target: Path, error: OSError) -> ModelError:

@@ -139,6 +139,56 @@ def test_artifacts_write_model_dir_failure_keeps_the_previous_model(
     assert [path.name for path in tmp_path.iterdir()] == ["model"]  # no staging folder left
 
 
+def abandoned_staging(target: Path, suffix: str, age_seconds: float) -> Path:
+    """A half-written staging folder beside TARGET, as a killed writer leaves it."""
+    staging = target.parent / f".{target.name}.new-{suffix}"
+    staging.mkdir()
+    (staging / METADATA_FILE).write_bytes(b'{"which": "half written"}')
+    old = os.stat(staging).st_mtime - age_seconds
+    os.utime(staging, (old, old))
+    return staging
+
+
+def test_artifacts_write_model_dir_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    write_model_dir(target, writer(OLD_MODEL))
+    abandoned = abandoned_staging(target, "killed1", artifacts.ABANDONED_STAGING_SECONDS + 60)
+    # Another model's staging folder and a file of the same pattern are not this writer's.
+    other = abandoned_staging(
+        tmp_path / "other", "killed2", artifacts.ABANDONED_STAGING_SECONDS + 60
+    )
+    not_a_folder = tmp_path / ".model.new-file"
+    not_a_folder.write_bytes(b"kept")
+
+    write_model_dir(target, writer(NEW_MODEL))
+
+    assert listing(target) == NEW_MODEL
+    assert not abandoned.exists()
+    assert other.is_dir() and not_a_folder.read_bytes() == b"kept"
+
+
+def test_artifacts_write_model_dir_keeps_a_live_or_recent_writers_folder(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    write_model_dir(target, writer(OLD_MODEL))
+    # Old, but locked: a writer that is still filling it.
+    locked = abandoned_staging(target, "live", artifacts.ABANDONED_STAGING_SECONDS + 60)
+    # Unlocked but new: a writer between creating and locking it.
+    recent = abandoned_staging(target, "recent", 1)
+    lock = artifacts._lock_folder(locked, wait=False)
+    assert lock is not None
+    try:
+        write_model_dir(target, writer(NEW_MODEL))
+        assert locked.is_dir() and recent.is_dir()
+        assert artifacts.remove_abandoned_staging(target) == []
+    finally:
+        os.close(lock)
+    assert listing(target) == NEW_MODEL
+    old = os.stat(recent).st_mtime - artifacts.ABANDONED_STAGING_SECONDS - 60
+    os.utime(recent, (old, old))
+    assert sorted(artifacts.remove_abandoned_staging(target)) == sorted([locked, recent])
+    assert [path.name for path in tmp_path.iterdir()] == ["model"]
+
+
 def test_artifacts_write_model_dir_failure_without_previous_model_leaves_nothing(
     tmp_path: Path,
 ) -> None:

@@ -195,6 +195,36 @@ def test_no_lost_work_interrupted_training_keeps_the_previous_model(
     )
 
 
+@pytest.mark.slow
+def test_no_lost_work_a_killed_training_leaves_the_model_and_its_leftovers_go_next_time(
+    model_copy: Path, corpus_dir: Path, heldout_messages: Path
+) -> None:
+    before_files = listing(model_copy)
+    before_scores = predict_output(model_copy, heldout_messages)
+    process = start_training(model_copy, corpus_dir)
+    stderr = StderrLines(process)
+    wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
+    process.kill()  # SIGKILL: no handler runs, nothing is cleaned up
+    process.wait(timeout=TRAINING_TIMEOUT)
+    stderr.text()
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        stream.close()
+    assert listing(model_copy) == before_files
+    assert predict_output(model_copy, heldout_messages) == before_scores
+    [leftover] = staging_folders(model_copy)
+
+    # The kernel dropped the killed writer's lock; once the folder is old
+    # enough, the next write removes it.
+    old = time.time() - artifacts.ABANDONED_STAGING_SECONDS - 60
+    os.utime(leftover, (old, old))
+    retraining = start_training(model_copy, corpus_dir, epochs=1)
+    _, errors = retraining.communicate(timeout=TRAINING_TIMEOUT)
+    assert retraining.returncode == 0, errors
+    assert staging_folders(model_copy) == []
+    assert listing(model_copy) != before_files
+
+
 @pytest.mark.parametrize("signal_number", SIGNALS, ids=lambda number: signal.Signals(number).name)
 def test_no_lost_work_a_swallowed_interruption_is_still_honoured(
     model_copy: Path, signal_number: int
