@@ -650,7 +650,8 @@ def remove_abandoned_staging(model_dir: str | Path) -> list[Path]:
     prefix = _staging_prefix(target)
     removed: list[Path] = []
     try:
-        candidates = [entry for entry in os.scandir(target.parent) if entry.name.startswith(prefix)]
+        with os.scandir(target.parent) as entries:
+            candidates = [entry for entry in entries if entry.name.startswith(prefix)]
     except OSError:
         return removed
     now = time.time()
