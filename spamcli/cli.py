@@ -181,10 +181,11 @@ def cli() -> None:
     "--headers",
     "header_policy",
     type=click.Choice(HEADER_POLICIES),
-    default="content",
+    default=TrainingConfig.header_policy,
     show_default=True,
     help="Which headers the model reads: 'content' (what the sender and the sender's "
-    "mail program wrote; never the receiving mailbox's or relays' headers) or 'all'.",
+    "mail program wrote; never the receiving mailbox's or relays' headers), 'origin' "
+    "(content and the first relay's Received field, without recipient and date) or 'all'.",
 )
 @click.option(
     "--unsure-rate",

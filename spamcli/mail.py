@@ -33,6 +33,17 @@ Choices, and the reasons for them:
   headers are real evidence: with a TF-IDF logistic regression they took
   (1-AUC)% from 0.045 to 0.026 on the random split and from 1.87 to 1.70 on
   the time split, where every header gave 3.31.
+* The ``origin`` policy adds one more field: the earliest ``Received``
+  field, the relay where the message entered the mail system (each relay
+  adds its field on top, so it is the last), without its ``for
+  <recipient>`` and its date. It travels with the message whoever receives
+  it, unlike the later hops, which describe the receiving mailbox. On the
+  random split it took the network's (1-AUC)% from 0.0375 / 0.0394 /
+  0.0445 to 0.0305 / 0.0365 / 0.0381 (training seeds 1, 2, 4); on the
+  time split from 1.008 to 0.988. A logistic regression over the same
+  tokens: random 0.0362 to 0.0321, time 1.554 to 1.460; with the recipient
+  and date kept, time 1.530, and with the last hop instead of the first,
+  2.224.
 * Header fields named ``X-Spam-*`` are skipped under every policy: they are
   what a spam filter adds (``X-Spam-Flag``, ``X-Spam-Score``,
   ``X-Spam-Status``), and a message must score the same before and after it
@@ -82,6 +93,10 @@ _CONTENT_HEADERS = frozenset(
     }
 )
 _ADDRESS_HEADERS = frozenset({"from", "reply-to"})
+# The ``origin`` policy also keeps the earliest Received field, up to its
+# " for <recipient>" or the ";" before its date.
+_RELAY_HEADER = "received"
+_RELAY_RECIPIENT_OR_DATE = re.compile(r";|\sfor\s", re.IGNORECASE)
 # Field names extract_fields gives to parts of the body; under the ``all``
 # policy a header of the same name is skipped rather than taken for body text.
 _BODY_FIELDS = frozenset({"body", "url", "attachment"})
@@ -154,7 +169,8 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
 
     ``headers`` is a policy from ``config.HEADER_POLICIES``: ``"content"``
     keeps the Subject, the sender (display name and domain) and the headers
-    in ``_CONTENT_HEADERS``; ``"all"`` keeps every header field. Header
+    in ``_CONTENT_HEADERS``; ``"origin"`` adds the earliest Received field
+    (see ``_relay_text``); ``"all"`` keeps every header field. Header
     fields come under their lowercased names. Under both, each
     text/plain or text/html part gives a ``body`` field (HTML as text), each
     HTML link a ``url`` field (host and path) and each other part an
@@ -237,6 +253,7 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
     # email.policy to name it costs a one-message filter 5 ms of start-up.
     message = email.message_from_bytes(_limit_nesting(_collapse_blank_lines(raw)))
     taken_headers: set[str] = set()
+    earliest_relay: str | None = None
     for name, value in message.raw_items():
         if collector.full:
             return
@@ -246,6 +263,10 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
                 continue
             if policy == "all":
                 collector.add(field, _header_text(value))
+            elif field == _RELAY_HEADER:
+                # Each relay adds its Received field on top: the last one is
+                # where the message entered the mail system.
+                earliest_relay = value
             elif field in _CONTENT_HEADERS and field not in taken_headers:
                 # Only the first of each: a second Subject or From is a defect.
                 taken_headers.add(field)
@@ -255,6 +276,11 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
                 )
         except Exception:
             continue
+    if policy == "origin" and earliest_relay is not None:
+        try:
+            collector.add(_RELAY_HEADER, _relay_text(earliest_relay))
+        except Exception:
+            pass
     seen_urls: set[str] = set()
     for part in _leaf_parts(message):
         if collector.full:
@@ -435,6 +461,18 @@ def _sender_text(value: str) -> str:
         return _header_text(unfolded)
     domain = address.rpartition("@")[2].strip().lower()
     return f"{_header_text(display_name)} {domain}".strip()
+
+
+def _relay_text(value: str) -> str:
+    """A Received field without its recipient and its date.
+
+    ``from host (name [192.0.2.1]) by mx.example.org with ESMTP id 1A2B for
+    <user@example.org>; Thu, 30 May 2002 20:21:25 +0200`` keeps ``from host
+    (name [192.0.2.1]) by mx.example.org with ESMTP id 1A2B``: the recipient
+    is the receiving mailbox, and the date is when the mail was collected,
+    both what a model must not learn from (see the module's doc).
+    """
+    return _RELAY_RECIPIENT_OR_DATE.split(_header_text(value), maxsplit=1)[0]
 
 
 def _html_to_text(html: str, character_budget: int) -> tuple[str, list[str]]:

@@ -60,7 +60,7 @@ def test_info_text_shows_the_model_card(
     assert row(text, "created") == metadata["created"]
     for name, version in metadata["versions"].items():
         assert f"{name} {version}" in row(text, "versions")
-    assert row(text, "header policy") == "content"
+    assert row(text, "header policy") == tiny_config.header_policy == "origin"
     vocabulary_size = len(artifacts.read_vocabulary(trained_model_dir))
     assert row(text, "vocabulary").startswith(f"{vocabulary_size} n-grams")
     first, second = tiny_config.hidden_units

@@ -67,7 +67,7 @@ def test_learn_keeps_model_keras_in_step_with_the_export(
 
     messages = heldout_messages(heldout_dir, "ham", 1)
     learning.learn(model_copy, spam=messages)
-    texts = [message_tokens(message.raw, "content") for message in messages]
+    texts = [message_tokens(message.raw, TrainingConfig().header_policy) for message in messages]
     model = keras.saving.load_model(model_copy / artifacts.KERAS_FILE, safe_mode=True)
     keras_scores = np.asarray(model.predict(tf.constant(texts), verbose=0)).reshape(-1)
     np.testing.assert_allclose(Scorer(model_copy).score_texts(texts), keras_scores, atol=1e-5)
@@ -141,7 +141,7 @@ def test_learned_messages_are_kept_in_plain_files(
         for message in messages:
             record = by_digest[hashlib.sha256(message.raw).hexdigest()]
             assert record["label"] == label
-            assert record["tokens"] == message_tokens(message.raw, "content")
+            assert record["tokens"] == message_tokens(message.raw, TrainingConfig().header_policy)
 
     # The base is the trained model's weights, in the layout of weights.npz.
     assert_same_weights(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from spamcli import config, mail
 from spamcli.mail import extract_fields, message_id
+from spamcli.tokens import message_tokens
 
 MESSAGES_DIR = Path(__file__).parent / "messages"
 FIXTURE_NAMES = sorted(path.name for path in MESSAGES_DIR.glob("*.eml"))
@@ -100,6 +101,49 @@ def test_mail_content_policy_keeps_the_senders_software_headers() -> None:
     assert ("reply-to", "Sales shop.example.com") in fields
     assert ("x-mailer", "Bulk Sender 3.1") in fields
     assert {field for field, _ in fields}.isdisjoint({"message-id", "date"})
+
+
+def test_mail_origin_policy_adds_the_earliest_relay_without_recipient_or_date() -> None:
+    raw = (
+        b"Received: from mx.example.org by store.example.org; Tue, 3 Sep 2024 10:00:02 +0000\n"
+        b"Received: from laptop (dsl-7.example.net [192.0.2.7])\n"
+        b"\tby smtp.example.net with ESMTPSA id 1A2B\n"
+        b"\tfor <alice@example.org>; Tue, 3 Sep 2024 10:00:00 +0000\n"
+        b"From: Ann <ann@mail.example.com>\nSubject: hi\nX-Spam-Flag: YES\n\nbody\n"
+    )
+
+    origin = extract_fields(raw, headers="origin")
+
+    # The content policy's fields, and the last Received field (the first
+    # hop), unfolded, up to its recipient.
+    assert [pair for pair in origin if pair[0] != "received"] == extract_fields(raw, "content")
+    assert fields_named(origin, "received") == [
+        "from laptop (dsl-7.example.net [192.0.2.7]) by smtp.example.net with ESMTPSA id 1A2B"
+    ]
+    assert "received:dsl" in message_tokens(raw, "origin").split()
+
+
+@pytest.mark.parametrize(
+    ("received", "kept"),
+    [
+        (b"from a.example by b.example; Tue, 3 Sep 2024", "from a.example by b.example"),
+        (b"by b.example (Postfix, from uid 1) id 9D", "by b.example (Postfix, from uid 1) id 9D"),
+        (b"from mail.for.example by b.example FOR <x@y>", "from mail.for.example by b.example"),
+        (b"; Tue, 3 Sep 2024", None),
+    ],
+)  # fmt: skip
+def test_mail_origin_policy_cuts_the_relay_at_its_recipient_or_date(
+    received: bytes, kept: str | None
+) -> None:
+    raw = b"Received: " + received + b"\nSubject: hi\n\nbody\n"
+
+    assert fields_named(extract_fields(raw, "origin"), "received") == ([kept] if kept else [])
+
+
+def test_mail_origin_policy_without_received_is_the_content_policy() -> None:
+    raw = read_message("plain.eml").replace(b"Received:", b"X-Received:")
+
+    assert extract_fields(raw, "origin") == extract_fields(raw, "content")
 
 
 def test_mail_all_policy_keeps_every_header_in_order() -> None:
