@@ -1,6 +1,6 @@
 """Measure the header policies on the standard splits and across corpora.
 
-For each policy (``content``, ``all``) and each task, train with the default
+For each policy (``content``, ``origin``, ``all``) and each task, train with the default
 settings and evaluate:
 
 - ``random``: SpamAssassin random split, train part → test part;

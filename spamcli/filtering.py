@@ -9,8 +9,8 @@ white space before the first field, which would otherwise fold into the
 Status field), plus, if asked, a tag on the spam's Subject::
 
     X-Spam-Flag: YES
-    X-Spam-Score: 0.9554
-    X-Spam-Status: Yes, score=0.9554, spam_cutoff=0.8640, ham_cutoff=0.8640, model=default
+    X-Spam-Score: 0.9600
+    X-Spam-Status: Yes, score=0.9600, spam_cutoff=0.8439, ham_cutoff=0.8439, model=default
 
 Fields of those names already in the message are removed first, folded
 lines and all, whatever their case: a sender cannot pre-mark its own mail,

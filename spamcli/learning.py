@@ -76,8 +76,8 @@ if TYPE_CHECKING:
 # other messages' ROC AUC unchanged (0.99992). Those figures are for the
 # model of the time, whose bag was L2-normalised. LEARNING_RATE looks large
 # because the gradient of one row is small (1/n of the message's, for n
-# n-grams, now that the bag is divided by its count). On the built-in model,
-# learning the 5 test spam it scored lowest (0.09 to 0.34): 10 took 90
+# n-grams, now that the bag is divided by its count). On the built-in model of
+# the `content` policy, learning the 5 test spam it scored lowest (0.09 to 0.34): 10 took 90
 # steps, 30 took 30 and 100 took 8, for the same outcome (test ham moved
 # 0.0017 on average; the most, 0.49 or 0.54 at 100). Weighting each
 # message's loss by n, to give every message the step an L2-normalised bag
@@ -91,8 +91,8 @@ SEED = 1
 # 64 messages take about 60 MB before they are made sparse.
 FEATURE_BATCH = 64
 # A learned message must end up this far on its side of the cut-off, in
-# log-odds: with the built-in model's spam cut-off 0.8640 a learned spam
-# stops at 0.913 or above. A margin keeps the float32/float64 difference
+# log-odds: with the built-in model's spam cut-off 0.8439 a learned spam
+# stops at 0.899 or above. A margin keeps the float32/float64 difference
 # between Keras and the export (below 1e-7) from ever flipping a verdict,
 # and the steps few.
 LOGIT_MARGIN = 0.5

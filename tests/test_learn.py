@@ -309,7 +309,7 @@ def test_train_resume_refuses_other_headers(
     model_copy: Path, corpus_dir: Path, heldout_dir: Path
 ) -> None:
     learning.learn(model_copy, spam=heldout_messages(heldout_dir, "ham", 1))
-    with pytest.raises(ModelError, match="--headers content"):
+    with pytest.raises(ModelError, match="--headers origin"):
         learning.train_with_learned(
             model_copy, [corpus_dir], config=TrainingConfig(header_policy="all")
         )
