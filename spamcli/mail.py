@@ -173,7 +173,7 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
     keeps the Subject, the sender (display name and domain) and the headers
     in ``_CONTENT_HEADERS``; ``"origin"`` adds the earliest Received field
     (see ``_relay_text``); ``"all"`` keeps every header field. Header
-    fields come under their lowercased names. Under both, each
+    fields come under their lowercased names. Under every policy, each
     text/plain or text/html part gives a ``body`` field (HTML as text), each
     HTML link a ``url`` field (host and path) and each other part an
     ``attachment`` field (MIME type and file name). Headers named

@@ -7,9 +7,10 @@ split it identically: a token never contains whitespace of any kind.
 
 Words of the message's content (Subject, sender, body, link targets,
 attachment types and names) are plain tokens. Every other header's words
-(the sender's software headers under the ``content`` policy, every header
-under ``all``) carry the header's name as a prefix (``x-mailer:outlook``), as
-bogofilter does.
+(the sender's software headers under the ``content`` policy, those and the
+first relay's Received field under ``origin``, every header under ``all``)
+carry the header's name as a prefix (``x-mailer:outlook``), as bogofilter
+does.
 """
 
 from __future__ import annotations
