@@ -58,6 +58,7 @@ Choices, and the reasons for them:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import email
 import email.errors
 import email.header
@@ -266,10 +267,9 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
             if policy == "all":
                 collector.add(field, _header_text(value))
             elif field == _RELAY_HEADER:
-                if policy == "origin":
-                    # Each relay adds its Received field on top: the last one
-                    # is where the message entered the mail system.
-                    earliest_relay = _relay_text(value)
+                # Each relay adds its Received field on top: the last one is
+                # where the message entered the mail system.
+                earliest_relay = value
             elif field in _CONTENT_HEADERS and field not in taken_headers:
                 # Only the first of each: a second Subject or From is a defect.
                 taken_headers.add(field)
@@ -279,8 +279,10 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
                 )
         except Exception:
             continue
-    if earliest_relay is not None:
-        collector.add(_RELAY_HEADER, earliest_relay)
+    if policy == "origin" and earliest_relay is not None:
+        # Read once, for the one field kept, not for every relay's.
+        with contextlib.suppress(Exception):
+            collector.add(_RELAY_HEADER, _relay_text(earliest_relay))
     seen_urls: set[str] = set()
     for part in _leaf_parts(message):
         if collector.full:
