@@ -76,12 +76,13 @@ if TYPE_CHECKING:
 # other messages' ROC AUC unchanged (0.99992). Those figures are for the
 # model of the time, whose bag was L2-normalised. LEARNING_RATE looks large
 # because the gradient of one row is small (1/n of the message's, for n
-# n-grams, now that the bag is divided by its count). On the built-in model of
-# the `content` policy, learning the 5 test spam it scored lowest (0.09 to 0.34): 10 took 90
-# steps, 30 took 30 and 100 took 8, for the same outcome (test ham moved
-# 0.0017 on average; the most, 0.49 or 0.54 at 100). Weighting each
-# message's loss by n, to give every message the step an L2-normalised bag
-# gets, overshot: one step at 10 flagged 60 more test ham.
+# n-grams, now that the bag is divided by its count). On the built-in model
+# of the `content` policy, learning the 5 test spam it scored lowest (0.09
+# to 0.34): 10 took 90 steps, 30 took 30 and 100 took 8, for the same
+# outcome (test ham moved 0.0017 on average; the most, 0.49 or 0.54 at
+# 100). Weighting each message's loss by n, to give every message the step
+# an L2-normalised bag gets, overshot: one step at 10 flagged 60 more test
+# ham.
 LEARNING_RATE = 30.0
 # Steps of about 0.1 s each here; a message with too few known, rare
 # n-grams may not reach its side within them (the report says so).
