@@ -6,7 +6,8 @@ delivered. So the message is handled as bytes and never re-serialised (the
 8-bit text), and the only change is three header fields at the top of the
 header block (after a "From " envelope line, and after lines starting with
 white space before the first field, which would otherwise fold into the
-Status field), plus, if asked, a tag on the spam's Subject::
+Status field; a last such line without a line ending is given one, so that
+the fields can go after it), plus, if asked, a tag on the spam's Subject::
 
     X-Spam-Flag: YES
     X-Spam-Score: 0.9600
@@ -73,6 +74,7 @@ class _Parts:
     megabytes, its header block included."""
 
     above: memoryview  # a first line starting "From " and lines starting with white space after it
+    above_ending: bytes  # a line ending for the last line above, if it has none; else b""
     header: list[memoryview]  # the rest of the header block, without our fields
     rest: memoryview  # the empty line that ends the header block and the body, or nothing
     line_ending: bytes
@@ -141,7 +143,8 @@ def model_name(model_dir: str | Path) -> str:
 
 
 def remove_verdict_fields(raw: bytes, header_prefix: str = DEFAULT_HEADER_PREFIX) -> bytes:
-    """RAW without any header field named as the filter's three."""
+    """RAW without any header field named as the filter's three (and with
+    the line ending the filter gives a last line that starts with white space)."""
     return _join(_split(raw, check_header_prefix(header_prefix)))
 
 
@@ -156,11 +159,14 @@ def _split(raw: bytes, header_prefix: str) -> _Parts:
         top = first_end + 1
     # Lines that start with white space before the first field would fold
     # into the Status field above them, and be lost with it when the message
-    # is filtered again: the fields go after them (after a last such line
-    # only if it has a line ending to put them after).
+    # is filtered again: the fields go after them. Such a line without a
+    # line ending can only be the message's last; it is given one, the only
+    # byte the filter adds to a message beyond its fields.
+    above_ending = b""
     while raw.startswith(_CONTINUATION_STARTS, top):
         line_end = raw.find(b"\n", top, header_end)
         if line_end < 0:
+            top, above_ending = len(raw), line_ending
             break
         top = line_end + 1
     # Our fields are found with one pattern over the header block, not line
@@ -184,7 +190,7 @@ def _split(raw: bytes, header_prefix: str) -> _Parts:
         kept_from = match.end()
     if kept_from < header_end:
         header.append(view[kept_from:header_end])
-    return _Parts(view[:top], header, view[header_end:], line_ending)
+    return _Parts(view[:top], above_ending, header, view[header_end:], line_ending)
 
 
 def _header_end(raw: bytes) -> int:
@@ -196,8 +202,9 @@ def _header_end(raw: bytes) -> int:
 
 
 def _join(parts: _Parts, limit: int | None = None) -> bytes:
-    """The message without our fields; only its first LIMIT bytes if given."""
-    pieces = [parts.above, *parts.header, parts.rest]
+    """The message as passed on, without our fields; only its first LIMIT
+    bytes if given."""
+    pieces = [parts.above, parts.above_ending, *parts.header, parts.rest]
     if limit is None:
         return b"".join(pieces)
     taken = []
@@ -219,7 +226,7 @@ def _mark(
         if not tagged:
             fields = [*fields, f"Subject: {subject_tag}"]
     added = b"".join(field.encode("ascii") + parts.line_ending for field in fields)
-    return (parts.above, added, *header, parts.rest)
+    return (parts.above, parts.above_ending + added, *header, parts.rest)
 
 
 def _tag_subject(lines: list[bytes], tag: bytes) -> tuple[list[bytes], bool]:

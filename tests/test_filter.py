@@ -158,18 +158,21 @@ def test_filter_twice_is_filter_once(message: tuple[bytes, bytes, bytes], score:
 def test_filter_any_bytes_round_trip(raw: bytes) -> None:
     # Whatever the input, the output is the three lines plus the input minus
     # our fields, with the lines after a leading "From " line and any lines
-    # starting with white space after it.
+    # starting with white space after it (the last of them given a line
+    # ending if it has none); and filtering it again gives it back.
     output = run_filter(raw)
 
-    added = added_lines(HAM_SCORE, first_line_ending(raw))
+    line_ending = first_line_ending(raw)
+    added = added_lines(HAM_SCORE, line_ending)
     assert added in output
     before, after = output.split(added, 1)
-    assert before in (b"", raw[: len(before)])
+    assert before in (b"", raw[: len(before)], raw + line_ending)
     top_lines = re.findall(rb"[^\n]*\n", before)
     if top_lines and top_lines[0].startswith(b"From "):
         top_lines.pop(0)
     assert all(line.startswith((b" ", b"\t")) for line in top_lines)
     assert before + after == remove_verdict_fields(raw)
+    assert run_filter(output) == output
 
 
 # --------------------------------------------------------------------------
@@ -212,6 +215,13 @@ PLAIN = b"From: Alice <alice@example.org>\nSubject: Lunch\n\nSee you at noon.\n"
             b"From bob\r\n\tfolded\r\n more\r\n%sSubject: x\r\n",
             id="envelope and leading whitespace",
         ),
+        # A last line starting with white space is given a line ending, so
+        # that the fields go after it instead of folding it into theirs.
+        pytest.param(b"\t", b"\t\n%s", id="white space only, no line ending"),
+        pytest.param(b" a\n\tb c", b" a\n\tb c\n%s", id="leading whitespace, no line ending"),
+        pytest.param(
+            b"From bob\r\n x", b"From bob\r\n x\r\n%s", id="envelope, leading whitespace, crlf"
+        ),
         pytest.param(
             b"no colon here\nSubject: x\n\nb\n",
             b"%sno colon here\nSubject: x\n\nb\n",
@@ -232,6 +242,7 @@ PLAIN = b"From: Alice <alice@example.org>\nSubject: Lunch\n\nSee you at noon.\n"
 def test_filter_round_trip_cases(raw: bytes, expected: bytes) -> None:
     output = run_filter(raw)
     assert output == expected.replace(b"%s", added_lines(HAM_SCORE, first_line_ending(raw)), 1)
+    assert run_filter(output) == output
 
 
 def test_filter_verdict_fields_for_each_verdict() -> None:
