@@ -204,10 +204,15 @@ def _header_end(raw: bytes) -> int:
 def _join(parts: _Parts, limit: int | None = None) -> bytes:
     """The message as passed on, without our fields; only its first LIMIT
     bytes if given."""
-    pieces = [parts.above, parts.above_ending, *parts.header, parts.rest]
+    pieces: list[bytes | memoryview] = [
+        parts.above,
+        parts.above_ending,
+        *parts.header,
+        parts.rest,
+    ]
     if limit is None:
         return b"".join(pieces)
-    taken = []
+    taken: list[bytes | memoryview] = []
     for piece in pieces:
         if limit <= 0:
             break
