@@ -43,7 +43,7 @@ The systems score in turns, one run each per round, so that load from
 elsewhere on the machine falls on all of them alike; the load average seen
 while scoring is printed with each split. Under the table, each spamcli
 row's note gives the other systems' false positives at its recall: each
-at the lowest cut-off that catches at least as many test spam as spamcli
+at the highest cut-off that catches at least as many test spam as spamcli
 caught at its own threshold.
 
 Results go to stdout, progress to stderr. Exit status: 0 when everything

@@ -161,7 +161,7 @@ def _split(raw: bytes, header_prefix: str) -> _Parts:
     # into the Status field above them, and be lost with it when the message
     # is filtered again: the fields go after them. Such a line without a
     # line ending can only be the message's last; it is given one, the only
-    # byte the filter adds to a message beyond its fields.
+    # change besides the fields and the subject tag.
     above_ending = b""
     while raw.startswith(_CONTINUATION_STARTS, top):
         line_end = raw.find(b"\n", top, header_end)
