@@ -631,8 +631,11 @@ def measure(split: Split, trained: list[Trained], runs: int) -> list[Result]:
             loads.append(os.getloadavg()[0])
     split.scoring_load = (min(loads), max(loads))
     results = []
+    ordered_by_system = {}
     for system in trained:
-        ordered = scores_for(files, scores[system.system], system.system)
+        ordered = ordered_by_system[system.system] = scores_for(
+            files, scores[system.system], system.system
+        )
         metrics = classification_metrics(is_spam, ordered, system.spam_cutoff)
         spam_cutoff, ham_cutoff = system.spam_cutoff, system.ham_cutoff
         unsure = sum(
@@ -660,14 +663,14 @@ def measure(split: Split, trained: list[Trained], runs: int) -> list[Result]:
         )
     # The bar a spamcli row is held to: no more false positives at its
     # threshold than any other system has when it catches as many spam.
-    ordered = {system.system: scores_for(files, scores[system.system], "") for system in trained}
     peers = [system.system for system in trained if not system.system.startswith("spamcli")]
     for index, result in enumerate(results):
         if not result.system.startswith("spamcli") or not peers:
             continue
         caught = result.spam - result.false_negatives
         counts = ", ".join(
-            f"{peer} {false_positives_at_caught(is_spam, ordered[peer], caught)}" for peer in peers
+            f"{peer} {false_positives_at_caught(is_spam, ordered_by_system[peer], caught)}"
+            for peer in peers
         )
         at_recall = f"at its recall ({caught} spam caught), false positives: {counts}"
         note = f"{result.note}; {at_recall}" if result.note else at_recall
