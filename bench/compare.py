@@ -44,7 +44,9 @@ elsewhere on the machine falls on all of them alike; the load average seen
 while scoring is printed with each split. Under the table, each spamcli
 row's note gives the other systems' false positives at its recall: each
 at the highest cut-off that catches at least as many test spam as spamcli
-caught at its own threshold.
+caught at its own threshold, and spamcli's own at a cut-off set the same
+way (on the test mail, after the fact, as the others' are, where its
+threshold was set beforehand on validation mail).
 
 Results go to stdout, progress to stderr. Exit status: 0 when everything
 asked for was measured, 1 when a measurement failed, 2 for a usage error or
@@ -672,7 +674,14 @@ def measure(split: Split, trained: list[Trained], runs: int) -> list[Result]:
             f"{peer} {false_positives_at_caught(is_spam, ordered_by_system[peer], caught)}"
             for peer in peers
         )
-        at_recall = f"at its recall ({caught} spam caught), false positives: {counts}"
+        # spamcli's own, at a cut-off set the same way after the fact: what
+        # the comparison would be if its threshold had been chosen on the
+        # test mail too.
+        own = false_positives_at_caught(is_spam, ordered_by_system[result.system], caught)
+        at_recall = (
+            f"at its recall ({caught} spam caught), false positives: {counts}; "
+            f"its own at a cut-off set so: {own}"
+        )
         note = f"{result.note}; {at_recall}" if result.note else at_recall
         results[index] = dataclasses.replace(result, note=note)
     return results

@@ -10,6 +10,7 @@ error. TensorFlow is imported only by ``train`` and ``learn``, inside the comman
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -301,7 +302,33 @@ def train(
         f"false positives {validation['false_positives']} of {validation['ham']} ham, "
         f"recall {_number(validation['recall'])}"
     )
+    if target_recall is None:
+        _warn_if_unresolved(target_false_positive_rate, validation, config.validation_fraction)
     click.echo(f"saved {report.model_dir}")
+
+
+def _warn_if_unresolved(
+    target_rate: float, validation: dict[str, Any], validation_fraction: float
+) -> None:
+    """Warn when the validation ham are too few for the false-positive rate
+    asked for: even a cut-off above every one of them flags up to 1 in n + 1
+    new ham (model_card.false_positive_rate_bound)."""
+    from spamcli.model_card import false_positive_rate_bound
+
+    ham, bound = validation["ham"], false_positive_rate_bound(validation)
+    if bound is None or 1 / (ham + 1) <= target_rate:
+        return
+    needed = math.ceil(1 / target_rate) - 1 if target_rate > 0 else None
+    warn(
+        f"{ham} validation ham cannot resolve a false-positive rate of {target_rate:.2%}: "
+        f"the cut-off flags up to {bound:.2%} of new ham like them"
+        + (
+            f"; that takes {needed} validation ham, from about "
+            f"{math.ceil(needed / validation_fraction)} ham in all"
+            if needed
+            else ""
+        )
+    )
 
 
 @cli.command()
@@ -758,6 +785,7 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
                 if cutoffs["unsure_band"]
                 else "no unsure band (below the spam cut-off: ham)",
             ),
+            *_bound_row(cutoffs["new_ham_flagged_at_most"], card["validation"]),
         ]
     )
     validation = card["validation"]
@@ -795,6 +823,16 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
         )
     if card["unreadable_evaluations"]:
         yield f"  ({card['unreadable_evaluations']} unreadable lines skipped)"
+
+
+def _bound_row(bound: float | None, validation: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The cut-offs' row for model_card.false_positive_rate_bound, if known."""
+    if bound is None or not validation:
+        return []
+    flagged, ham = validation["false_positives"] + 1, validation["ham"] + 1
+    return [
+        ("new ham", f"up to {bound:.2%} flagged ({flagged} in {ham}), if like the validation ham")
+    ]
 
 
 def _rows(pairs: list[tuple[str, Any]], indent: str = "  ") -> Iterator[str]:

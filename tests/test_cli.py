@@ -683,6 +683,13 @@ def test_cli_train_writes_a_model_and_a_summary(
     assert summary[1].startswith("validation (30 messages): ROC AUC ")
     assert summary[2] == f"saved {model_dir.absolute()}"
     assert "Epoch" in result.stderr or "epoch" in result.stderr.lower()
+    # 15 validation ham cannot resolve the default 0.1 %: a cut-off above
+    # all of them flags up to 1 in 16 new ham.
+    assert (
+        "spamcli: 15 validation ham cannot resolve a false-positive rate of 0.10%: the "
+        "cut-off flags up to 6.25% of new ham like them; that takes 999 validation ham, "
+        "from about 6660 ham in all"
+    ) in result.stderr
     metadata = json.loads((model_dir / METADATA_FILE).read_text())
     assert metadata["hyperparameters"]["epochs"] == 2
     assert metadata["hyperparameters"]["seed"] == 3
@@ -690,6 +697,24 @@ def test_cli_train_writes_a_model_and_a_summary(
     predicted = invoke(runner, "predict", heldout_dir, "-m", model_dir)
     assert predicted.exit_code == 0
     assert len(predictions(predicted)) == 24
+
+
+@pytest.mark.parametrize(
+    ("target_rate", "ham", "warned"),
+    [(0.001, 998, True), (0.001, 999, False), (0.01, 498, False), (0.0, 5000, True)],
+)
+def test_train_warns_only_when_validation_ham_cannot_resolve_the_rate(
+    capsys: pytest.CaptureFixture[str], target_rate: float, ham: int, warned: bool
+) -> None:
+    from spamcli.cli import _warn_if_unresolved
+
+    _warn_if_unresolved(target_rate, {"ham": ham, "false_positives": 0}, 0.15)
+
+    stderr = capsys.readouterr().err
+    assert bool(stderr) == warned, stderr
+    if warned:
+        assert f"{ham} validation ham cannot resolve" in stderr
+        assert f"up to {1 / (ham + 1):.2%} of new ham" in stderr
 
 
 # --------------------------------------------------------------------------

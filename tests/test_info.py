@@ -17,7 +17,14 @@ from click.testing import CliRunner, Result
 from spamcli import artifacts
 from spamcli.cli import cli
 from spamcli.config import TrainingConfig
-from spamcli.model_card import EVALUATIONS_FILE, model_card, read_evaluations, record_evaluation
+from spamcli.metrics import threshold_for_false_positive_rate
+from spamcli.model_card import (
+    EVALUATIONS_FILE,
+    false_positive_rate_bound,
+    model_card,
+    read_evaluations,
+    record_evaluation,
+)
 
 
 def invoke(runner: CliRunner, *args: str | Path) -> Result:
@@ -73,6 +80,11 @@ def test_info_text_shows_the_model_card(
     assert row(text, "dropout") == f"{tiny_config.dropout:.6g}"
     assert row(text, "spam").startswith(f"{metadata['threshold']:.6g}")
     assert row(text, "ham").startswith("no unsure band")
+    validation = metadata["validation"]
+    flagged, ham = validation["false_positives"] + 1, validation["ham"] + 1
+    assert row(text, "new ham") == (
+        f"up to {flagged / ham:.2%} flagged ({flagged} in {ham}), if like the validation ham"
+    )
     assert float(row(text, "ROC AUC")) == pytest.approx(metadata["validation"]["roc_auc"], abs=1e-6)
     assert row(text, "false positives") == str(metadata["validation"]["false_positives"])
     assert "\nevaluations since training (" in text
@@ -98,6 +110,8 @@ def test_info_json_is_the_card(
         "spam": metadata["threshold"],
         "ham": metadata["threshold"],
         "unsure_band": False,
+        "new_ham_flagged_at_most": (metadata["validation"]["false_positives"] + 1)
+        / (metadata["validation"]["ham"] + 1),
     }
     assert [(layer["units"], layer["activation"]) for layer in card["layers"]] == [
         (tiny_config.hidden_units[0], "relu"),
@@ -108,6 +122,42 @@ def test_info_json_is_the_card(
     assert card["vocabulary_size"] == len(artifacts.read_vocabulary(trained_model_dir))
     assert card["learned"] is None
     assert card == model_card(trained_model_dir)
+
+
+@pytest.mark.parametrize(
+    ("validation", "bound"),
+    [
+        ({"ham": 498, "false_positives": 0}, 1 / 499),
+        ({"ham": 9, "false_positives": 2}, 3 / 10),
+        ({"ham": 0, "false_positives": 0}, None),
+        ({"spam": 5}, None),
+        (None, None),
+    ],
+)
+def test_false_positive_rate_bound_counts_the_validation_ham(
+    validation: dict[str, int] | None, bound: float | None
+) -> None:
+    assert false_positive_rate_bound(validation) == bound
+
+
+def test_false_positive_rate_bound_holds_for_new_ham_like_the_validation_ham() -> None:
+    """Draw validation ham and new ham from one distribution, set the cut-off
+    as training does, above every validation ham: new ham reach it at the
+    bound's rate, 1 in n + 1, far above the 0.1 % the rule aims at."""
+    import numpy as np
+
+    generator = np.random.default_rng(7)
+    validation_ham, rounds = 49, 4000
+    flagged = 0
+    for _ in range(rounds):
+        scores = generator.random(validation_ham + 1)
+        cut_off = threshold_for_false_positive_rate(scores[:validation_ham], 0.001, 0.0)
+        flagged += bool(scores[-1] >= cut_off)
+    bound = false_positive_rate_bound({"ham": validation_ham, "false_positives": 0})
+
+    assert bound == 1 / 50
+    # 80 expected of 4000; a binomial standard deviation is 8.9.
+    assert abs(flagged / rounds - bound) < 4 * (bound * (1 - bound) / rounds) ** 0.5
 
 
 def test_info_shows_an_unsure_band_and_learned_messages(
