@@ -706,7 +706,7 @@ def test_cli_train_writes_a_model_and_a_summary(
 def test_train_warns_only_when_validation_ham_cannot_resolve_the_rate(
     capsys: pytest.CaptureFixture[str], target_rate: float, ham: int, warned: bool
 ) -> None:
-    from spamcli.cli import _warn_if_unresolved
+    from spamcli.commands.train import _warn_if_unresolved
 
     _warn_if_unresolved(target_rate, {"ham": ham, "false_positives": 0}, 0.15)
 
