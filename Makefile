@@ -3,15 +3,23 @@
 PYTHON3 ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# A developer's environment has every extra: training (TensorFlow, Keras,
+# scikit-learn), evaluation (scikit-learn, matplotlib) and the test tools.
+# `pip install spamcli` alone is the light install (click and NumPy).
+EXTRAS := train,evaluate,test
+# The serve extra (aiohttp, pymilter) for `spamcli serve --http/--milter`:
+# pymilter builds against libmilter (Debian's libmilter-dev). Where it
+# cannot, everything else is installed and those tests skip, saying why.
+INSTALL_EXTRAS = $(PYTHON) -m pip install -e '.[$(EXTRAS),serve]' || { echo "make: the serve extra did not install (pymilter needs libmilter-dev); installing without it"; $(PYTHON) -m pip install -e '.[$(EXTRAS)]'; }
 
-.PHONY: help install test test-fast lint demo fuzz
+.PHONY: help install print-extras test test-fast lint demo fuzz
 
 help:
 	@echo "make demo       install if needed, then classify data/samples/*.eml with the built-in model"
 	@echo "make test       install if needed, then run every test, slow ones included"
 	@echo "make test-fast  the tests not marked slow"
 	@echo "make lint       ruff check, ruff format --check, mypy"
-	@echo "make install    (re)install the package and its test tools into $(VENV)"
+	@echo "make install    (re)install the package, its extras and its test tools into $(VENV)"
 	@echo "make fuzz       a long property-based run over the parser and scorer (FUZZ_EXAMPLES, FUZZ_MINUTES)"
 
 # The virtual environment, made and filled on first use. A failed install
@@ -20,12 +28,12 @@ help:
 # run `make install`.
 $(PYTHON):
 	$(PYTHON3) -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip && $(PYTHON) -m pip install -e '.[test]' || { rm -f $(PYTHON); exit 1; }
+	$(PYTHON) -m pip install --quiet --upgrade pip && { $(INSTALL_EXTRAS); } || { rm -f $(PYTHON); exit 1; }
 
 install:
 	test -x $(PYTHON) || $(PYTHON3) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install -e '.[test]'
+	$(INSTALL_EXTRAS)
 
 test: $(PYTHON)
 	$(PYTHON) -m pytest
@@ -37,6 +45,10 @@ lint: $(PYTHON)
 	$(VENV)/bin/ruff check spamcli tests
 	$(VENV)/bin/ruff format --check spamcli tests
 	$(VENV)/bin/mypy spamcli
+
+# The extras `make install` installs, for .ci/run.
+print-extras:
+	@echo $(EXTRAS)
 
 demo: $(PYTHON)
 	$(VENV)/bin/spamcli predict data/samples/*.eml

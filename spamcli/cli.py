@@ -9,20 +9,36 @@ error. TensorFlow is imported only by ``train`` and ``learn``, inside the comman
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 
 from spamcli import __version__
+from spamcli.commands.check import check
 from spamcli.commands.classify import predict, sort_command
 from spamcli.commands.evaluate import evaluate, info
 from spamcli.commands.filter import filter_command
 from spamcli.commands.learn import learn
-from spamcli.commands.options import DEFAULT_MODEL_DIR, EXIT_TEMPFAIL
-from spamcli.commands.train import corpus, index_vocabulary, train
+from spamcli.commands.options import EXIT_TEMPFAIL, SpamcliGroup, point_stdout_at_devnull
+from spamcli.commands.serve import serve_command
+from spamcli.commands.train import corpus, train
 
-__all__ = ["DEFAULT_MODEL_DIR", "EXIT_TEMPFAIL", "cli", "main"]
+# DEFAULT_MODEL_DIR, the built-in model's folder, is here too (__getattr__).
+__all__ = ["EXIT_TEMPFAIL", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def __getattr__(name: str) -> Any:
+    # The built-in model's folder, looked up only when asked for (see
+    # spamcli.locations.builtin_model_dir).
+    if name == "DEFAULT_MODEL_DIR":
+        from spamcli.locations import builtin_model_dir
+
+        return builtin_model_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@click.group(cls=SpamcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="spamcli")
 def cli() -> None:
     """A spam filter for email: train a model on your own labelled mail, then
@@ -37,11 +53,28 @@ for command in (
     filter_command,
     learn,
     sort_command,
-    index_vocabulary,
     corpus,
+    check,
+    serve_command,
 ):
     cli.add_command(command)
 
 
 def main() -> None:
-    cli(prog_name="spamcli")
+    """The console script. A reader of stdout that goes away (`| head`) ends
+    spamcli quietly, as it ends other Unix tools: click stops the command
+    at the failed write with status 1, and a write that fails only at the
+    final flush does the same here instead of printing a traceback."""
+    try:
+        cli(prog_name="spamcli")
+    except SystemExit as exit_request:
+        status = exit_request.code
+    else:
+        status = 0
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        point_stdout_at_devnull()
+        status = 1
+    sys.exit(status)

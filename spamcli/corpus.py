@@ -24,17 +24,21 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from spamcli.config import HAM, SPAM
+from spamcli.config import HAM, MAX_MESSAGE_BYTES, SPAM
 from spamcli.errors import CorpusError
+from spamcli.streams import read_stream as read_stream_to_end
 
 __all__ = [
     "SPLIT_NAMES",
+    "STANDARD_MESSAGE_COUNTS",
     "Corpus",
+    "CorpusEntry",
+    "CorpusReader",
     "LabelledMessage",
     "RawMessage",
     "ReadFailure",
@@ -44,6 +48,7 @@ __all__ = [
     "load_corpus",
     "read_stream",
     "require_both_classes",
+    "require_counts",
     "standard_split",
     "write_split",
 ]
@@ -62,6 +67,13 @@ class RawMessage:
     Maildir (``cur/`` then ``new/``, each sorted by name); None for a message
     file, which includes a file starting with ``From `` that holds only one
     message."""
+    whole_sha256: str | None = None
+    """The sha256 of all the message's bytes when ``raw`` holds only the
+    first of them (see iter_labelled); None when ``raw`` is the message."""
+
+    def sha256(self) -> str:
+        """The hex sha256 of the whole message, however much of it ``raw`` holds."""
+        return self.whole_sha256 or _digest(self.raw)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,12 @@ class LabelledMessage:
     source: str
     label: str
     raw: bytes
+    whole_sha256: str | None = None
+    """As for RawMessage: set when ``raw`` is only the message's first bytes."""
+
+    def sha256(self) -> str:
+        """The hex sha256 of the whole message, however much of it ``raw`` holds."""
+        return self.whole_sha256 or _digest(self.raw)
 
 
 # --------------------------------------------------------------------------
@@ -143,7 +161,7 @@ class _Found(NamedTuple):
 
 
 def iter_messages(
-    path: str | Path, read_limit: int | None = None
+    path: str | Path, read_limit: int | None = None, digest_whole: bool = False
 ) -> Iterator[RawMessage | ReadFailure]:
     """Every message in PATH, lazily, in a stable order (folders sorted by name).
 
@@ -176,31 +194,66 @@ def iter_messages(
     READ_LIMIT bytes, which come out as a full read gives them (at most
     twice as many are kept; see _MboxSplitter for the one exception), for a
     caller that parses no more than that: a 50 MB message then costs its
-    first megabytes of memory, not 50 MB.
+    first megabytes of memory, not 50 MB. With DIGEST_WHOLE as well, the
+    rest of a message that is cut is read through a sha256, given as
+    ``whole_sha256`` (and by ``sha256()``), so that a caller can tell
+    messages apart by all their bytes without holding them (an mbox's
+    messages are then kept whole, as without READ_LIMIT).
+
+    An archive member is never read in one piece: a header that claims
+    100 GiB for 2 MB of data is a ReadFailure for that member, not a
+    MemoryError for the run.
     """
-    for found in _iter_path(Path(path), read_limit):
+    for found in _iter_path(Path(path), read_limit, digest_whole):
         yield found.item
 
 
 def read_stream(
-    stream: IO[bytes] | None, source: str, read_limit: int | None = None
+    stream: IO[bytes] | None,
+    source: str,
+    read_limit: int | None = None,
+    digest_whole: bool = False,
 ) -> RawMessage | ReadFailure:
     """One message from an open stream (standard input), never raising.
 
     STREAM is None when the descriptor was closed before the program
     started (``spamcli predict - <&-``): Python then has no sys.stdin.
-    READ_LIMIT as for iter_messages; the rest of a pipe is still read, and
-    dropped, so the program writing the message is never cut off.
+    READ_LIMIT and DIGEST_WHOLE as for iter_messages; the rest of a pipe is
+    still read, and dropped, so the program writing the message is never
+    cut off. The stream is read to its end in any mode (streams.read_stream):
+    a non-blocking pipe is waited on, never taken to have ended.
     """
     if stream is None:
         return ReadFailure(source, "standard input is closed")
+    digest = _Sha256() if digest_whole and read_limit is not None else None
     try:
-        return RawMessage(source, _read_limited(stream, read_limit))
+        raw = read_stream_to_end(stream, read_limit, None if digest is None else digest.update)
     except (OSError, ValueError) as error:  # ValueError: a stream closed in-process
         return ReadFailure(source, _reason(error))
+    whole_sha256 = digest.hexdigest() if digest is not None and digest.length > len(raw) else None
+    return RawMessage(source, raw, whole_sha256=whole_sha256)
 
 
-def _iter_path(path: Path, read_limit: int | None = None) -> Iterator[_Found]:
+class _Sha256:
+    """hashlib.sha256, imported when first needed, counting what it was given."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._hash = hashlib.sha256()
+        self.length = 0
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.length += len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _iter_path(
+    path: Path, read_limit: int | None = None, digest_whole: bool = False
+) -> Iterator[_Found]:
     if str(path) == "":
         yield _Found(ReadFailure("", "empty path"), ())
         return
@@ -208,9 +261,9 @@ def _iter_path(path: Path, read_limit: int | None = None) -> Iterator[_Found]:
     if isinstance(status, ReadFailure):
         yield _Found(status, ())
     elif stat.S_ISDIR(status.st_mode):
-        yield from _iter_folder(path, status, frozenset(), read_limit)
+        yield from _iter_folder(path, status, frozenset(), read_limit, digest_whole)
     else:
-        yield from _iter_file(path, path.parent.parts, read_limit, named=True)
+        yield from _iter_file(path, path.parent.parts, read_limit, digest_whole, named=True)
 
 
 def _stat(path: Path) -> os.stat_result | ReadFailure:
@@ -243,6 +296,7 @@ def _iter_folder(
     status: os.stat_result,
     ancestors: frozenset[tuple[int, int]],
     read_limit: int | None,
+    digest_whole: bool,
 ) -> Iterator[_Found]:
     # Symbolic links to folders are followed; one that leads back to a folder
     # being read would recurse forever, so it is reported instead. Links that
@@ -258,7 +312,7 @@ def _iter_folder(
         # tmp/ holds messages still being delivered, possibly incomplete.
         position = itertools.count(1)
         for subfolder in ("cur", "new"):
-            yield from _iter_maildir_part(path, subfolder, position, read_limit)
+            yield from _iter_maildir_part(path, subfolder, position, read_limit, digest_whole)
     try:
         with os.scandir(path) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
@@ -275,7 +329,7 @@ def _iter_folder(
         elif stat.S_ISDIR(child_status.st_mode):
             if maildir and entry.name in ("cur", "new", "tmp"):
                 continue
-            yield from _iter_folder(child, child_status, ancestors, read_limit)
+            yield from _iter_folder(child, child_status, ancestors, read_limit, digest_whole)
         elif maildir:
             # Files beside cur/new/tmp are the mail server's indexes
             # (dovecot-uidlist, dovecot.index.log, maildirfolder), not mail.
@@ -288,11 +342,15 @@ def _iter_folder(
             reason = str(_NotRegularFile(child_status.st_mode))
             yield _Found(ReadFailure(str(child), reason, skipped=True), path.parts)
         else:
-            yield from _iter_file(child, path.parts, read_limit)
+            yield from _iter_file(child, path.parts, read_limit, digest_whole)
 
 
 def _iter_maildir_part(
-    maildir: Path, subfolder: str, position: Iterator[int], read_limit: int | None
+    maildir: Path,
+    subfolder: str,
+    position: Iterator[int],
+    read_limit: int | None,
+    digest_whole: bool,
 ) -> Iterator[_Found]:
     """The messages of ``cur/`` or ``new/``, numbered by the shared POSITION."""
     folder = maildir / subfolder
@@ -309,7 +367,7 @@ def _iter_maildir_part(
         item: RawMessage | ReadFailure
         try:
             with _open_regular(folder / name) as stream:
-                raw = _read_limited(stream, read_limit)
+                raw, whole_sha256 = _read_message(stream, read_limit, digest_whole)
         except _NotRegularFile as error:
             if error.is_folder:
                 continue
@@ -319,7 +377,7 @@ def _iter_maildir_part(
             item = ReadFailure(source, _reason(error))
             next(position)
         else:
-            item = RawMessage(source, raw, next(position))
+            item = RawMessage(source, raw, next(position), whole_sha256)
         yield _Found(item, maildir.parts)
 
 
@@ -402,7 +460,11 @@ def _is_archive_name(name: str) -> bool:
 
 
 def _iter_file(
-    path: Path, folders: tuple[str, ...], read_limit: int | None, named: bool = False
+    path: Path,
+    folders: tuple[str, ...],
+    read_limit: int | None,
+    digest_whole: bool = False,
+    named: bool = False,
 ) -> Iterator[_Found]:
     """The messages of one file; NAMED: given by the user, so a FIFO is read."""
     source = str(path)
@@ -414,28 +476,31 @@ def _iter_file(
     with stream:
         if _is_archive_name(path.name):
             yield from _iter_archive(
-                stream, source, folders, expand_mbox=True, read_limit=read_limit
+                stream,
+                source,
+                folders,
+                expand_mbox=True,
+                read_limit=read_limit,
+                digest_whole=digest_whole,
             )
             return
         try:
             # A read error half-way through a large mbox ends it with a
             # failure after the messages already yielded.
-            for item in _iter_stream(stream, source, read_limit):
+            for item in _iter_stream(stream, source, read_limit, digest_whole):
                 yield _Found(item, folders)
         except OSError as error:
             yield _Found(ReadFailure(source, _reason(error)), folders)
 
 
 def _iter_stream(
-    stream: IO[bytes], source: str, read_limit: int | None = None
+    stream: IO[bytes], source: str, read_limit: int | None = None, digest_whole: bool = False
 ) -> Iterator[RawMessage]:
     """The messages of one file or archive member: itself, or its mbox parts."""
-    head = stream.read(_PEEK_BYTES)
+    head = _read_head(stream)
     if not head.startswith(b"From "):
-        if read_limit is None:
-            yield RawMessage(source, head + stream.read())
-        else:
-            yield RawMessage(source, head[:read_limit] + _read_limited(stream, read_limit))
+        raw, whole_sha256 = _read_message(stream, read_limit, digest_whole, head)
+        yield RawMessage(source, raw, whole_sha256=whole_sha256)
         return
     complete = len(head) < _PEEK_BYTES
     if complete and b"\nFrom " not in head:
@@ -444,23 +509,89 @@ def _iter_stream(
     blocks: Iterable[bytes] = [head]
     if not complete:
         blocks = itertools.chain(blocks, iter(lambda: stream.read(_PEEK_BYTES), b""))
-    for index, raw in _split_mbox(blocks, read_limit):
+    # Split whole when the caller digests whole messages: the digest of an
+    # mbox message is of its bytes unquoted, known only once it is split.
+    for index, raw in _split_mbox(blocks, None if digest_whole else read_limit):
         if index == 0:
             yield RawMessage(source, raw)
         else:
             yield RawMessage(f"{source}:{index}", raw, index)
 
 
-def _read_limited(stream: IO[bytes], read_limit: int | None) -> bytes:
-    """The rest of STREAM, or its first READ_LIMIT bytes; a pipe is drained
-    to its end, so that the program writing to it is not cut off."""
+def _read_head(stream: IO[bytes]) -> bytes:
+    """stream.read(_PEEK_BYTES), asking a regular file for no more than it holds.
+
+    A read of a megabyte allocates a megabyte before it shrinks to what the
+    file had: 17 us a SpamAssassin message, against 7 us for a read of its
+    size (one byte more, to see its end). Fewer bytes than _PEEK_BYTES still
+    come back only at the end, as from stream.read: a file that grew since
+    its size was read is read on.
+    """
+    raw = getattr(stream, "raw", None)
+    if isinstance(raw, io.FileIO):  # not a tar member, a FIFO or a pipe
+        try:
+            status = os.fstat(raw.fileno())
+        except OSError:
+            return stream.read(_PEEK_BYTES)
+        if stat.S_ISREG(status.st_mode) and status.st_size < _PEEK_BYTES:
+            head = stream.read(status.st_size + 1)
+            if len(head) <= status.st_size:
+                return head
+            return head + stream.read(_PEEK_BYTES - len(head))
+    return stream.read(_PEEK_BYTES)
+
+
+def _read_message(
+    stream: IO[bytes], read_limit: int | None, digest_whole: bool, head: bytes | None = None
+) -> tuple[bytes, str | None]:
+    """HEAD, its first _PEEK_BYTES if already read, and the rest of STREAM:
+    the message and, when it is cut, the sha256 of all of it (with
+    DIGEST_WHOLE), else None.
+
+    Read in pieces of _PEEK_BYTES, never with one read(): a tar member's
+    read() asks for all its header claims at once, and a header claiming
+    100 GiB was a MemoryError. With READ_LIMIT, only the first READ_LIMIT
+    bytes are kept; the rest is read through the digest with DIGEST_WHOLE,
+    else drained from a pipe (so its writer is not cut off) and not read at
+    all from a file. A 1 GiB member of zeros then costs 1 MB, not the 2 GiB
+    that it and its copy took.
+    """
+    if head is None:
+        head = _read_head(stream)
+    # Every stream here is buffered (or a tar member), and a buffered read
+    # gives less than it was asked for only at the end: most messages end
+    # within their first read.
+    if len(head) < _PEEK_BYTES:
+        if read_limit is None or len(head) <= read_limit:
+            return head, None
+        return head[:read_limit], _digest(head) if digest_whole else None
     if read_limit is None:
-        return stream.read()
-    data = stream.read(read_limit)
-    if not stream.seekable():
-        while stream.read(_PEEK_BYTES):
-            pass
-    return data
+        whole = io.BytesIO()
+        whole.write(head)
+        while piece := stream.read(_PEEK_BYTES):
+            whole.write(piece)
+        return whole.getvalue(), None  # the buffer itself, not a copy
+    pieces = [head]
+    length = len(head)
+    while length < read_limit and (piece := stream.read(min(read_limit - length, _PEEK_BYTES))):
+        pieces.append(piece)
+        length += len(piece)
+    data = b"".join(pieces)
+    kept = data[:read_limit]
+    if not digest_whole:
+        if not stream.seekable():
+            while stream.read(_PEEK_BYTES):
+                pass
+        return kept, None
+    piece = stream.read(_PEEK_BYTES)
+    if len(data) == len(kept) and not piece:
+        return kept, None  # the whole message: its digest is its bytes'
+    digest = _Sha256()
+    digest.update(data)
+    while piece:
+        digest.update(piece)
+        piece = stream.read(_PEEK_BYTES)
+    return kept, digest.hexdigest()
 
 
 def _from_lines(data: bytes, at_line_start: bool) -> Iterator[int]:
@@ -589,6 +720,31 @@ def _member_parts(name: str) -> list[str]:
     return [part for part in name.split("/") if part not in ("", ".")]
 
 
+def _skipped_member(member: Any, parts: list[str]) -> str | None:
+    """Why a tar member is no message file to read, or None if it is one.
+
+    A name with ``..`` is what an unpacking attack looks like; it is never
+    read, whatever its type. Links are not followed (a symbolic link's
+    target is a name outside the member, a hard link's the data of another
+    member, read under its own name), and devices and FIFOs hold no data.
+    """
+    if ".." in parts:
+        return "its name leads out of the archive (..)"
+    if member.isfile():
+        return None
+    if member.issym():
+        kind = "a symbolic link"
+    elif member.islnk():
+        kind = "a hard link"
+    elif member.ischr() or member.isblk():
+        kind = "a device"
+    elif member.isfifo():
+        kind = "a FIFO"
+    else:
+        kind = "a special member"
+    return f"not a regular file ({kind})"
+
+
 def _iter_archive(
     stream: IO[bytes],
     source: str,
@@ -596,8 +752,15 @@ def _iter_archive(
     *,
     expand_mbox: bool,
     read_limit: int | None = None,
+    digest_whole: bool = False,
 ) -> Iterator[_Found]:
     """The members of a tar archive, one at a time, then a failure if it is corrupt.
+
+    A member that cannot be read (its header claims more than the archive
+    holds) is a failure of its own, after which the rest is read. Members
+    that are no message file are notes (``skipped``), as in a folder:
+    links, devices and FIFOs, and names that lead out of the archive
+    (``..``); folders, hidden names and ``cmds`` are passed over silently.
 
     Random access ("r:*") rather than stream mode ("r|*"): members are still
     read strictly in order, so no backward seek ever decompresses twice, and
@@ -619,27 +782,42 @@ def _iter_archive(
     try:
         with archive:
             for member in archive:
-                # Folders, links and devices in an archive are not messages;
-                # extractfile() would return None for most of them anyway.
-                if not member.isfile():
-                    continue
                 parts = _member_parts(member.name)
-                if not parts or parts[-1] in _INDEX_FILE_NAMES:
-                    continue
-                if any(part.startswith(".") for part in parts):
-                    continue
-                member_stream = archive.extractfile(member)
-                if member_stream is None:
+                if member.isdir() or not parts:
                     continue
                 member_source = f"{source}:{'/'.join(parts)}"
                 member_folders = folders + tuple(parts[:-1])
-                with member_stream:
-                    if expand_mbox:
-                        for item in _iter_stream(member_stream, member_source, read_limit):
-                            yield _Found(item, member_folders)
-                    else:
-                        raw = _read_limited(member_stream, read_limit)
-                        yield _Found(RawMessage(member_source, raw), member_folders)
+                if parts[-1] in _INDEX_FILE_NAMES or any(
+                    part.startswith(".") and part != ".." for part in parts
+                ):
+                    continue
+                skipped = _skipped_member(member, parts)
+                if skipped is not None:
+                    yield _Found(ReadFailure(member_source, skipped, skipped=True), member_folders)
+                    continue
+                try:
+                    member_stream = archive.extractfile(member)
+                    if member_stream is None:
+                        continue
+                    with member_stream:
+                        if expand_mbox:
+                            for item in _iter_stream(
+                                member_stream, member_source, read_limit, digest_whole
+                            ):
+                                yield _Found(item, member_folders)
+                        else:
+                            raw, whole_sha256 = _read_message(
+                                member_stream, read_limit, digest_whole
+                            )
+                            message = RawMessage(member_source, raw, whole_sha256=whole_sha256)
+                            yield _Found(message, member_folders)
+                except archive_errors as error:
+                    reason = _reason(error)
+                    if "unexpected end of data" in reason:
+                        reason = (
+                            f"the archive ends before the {member.size:,} bytes its header gives"
+                        )
+                    yield _Found(ReadFailure(member_source, reason), member_folders)
     except archive_errors as error:
         # The messages before the damage have been yielded already.
         reason = f"corrupt or truncated archive: {_reason(error)}"
@@ -696,6 +874,12 @@ def iter_labelled(
     counts them). Everything iter_messages finds in a HAM_PATHS or SPAM_PATHS
     entry gets that label, whatever its folder names.
 
+    A message's ``raw`` is its first ``config.MAX_MESSAGE_BYTES``, all that
+    is parsed, and a message cut so has the sha256 of all its bytes in
+    ``whole_sha256`` (``sha256()`` gives it for any message): a 1 GiB
+    message costs 1 MB, and two messages that differ after their first
+    megabyte are still two (an mbox's messages are kept whole).
+
     Raises CorpusError, when it reaches it, for a CSV/TSV file without a
     recognisable header; every other problem is a ReadFailure.
     """
@@ -714,7 +898,7 @@ def _iter_labelled_items(
         if path.suffix.lower() in _TABLE_DELIMITERS and not os.path.isdir(path):
             yield from _iter_table(path)
             continue
-        for found in _iter_path(path):
+        for found in _iter_path(path, MAX_MESSAGE_BYTES, digest_whole=True):
             if isinstance(found.item, ReadFailure):
                 yield found.item
                 continue
@@ -722,14 +906,17 @@ def _iter_labelled_items(
             if label is None:
                 yield _Unlabelled(found.item.source)
             else:
-                yield LabelledMessage(found.item.source, label, found.item.raw)
+                found_message = found.item
+                yield LabelledMessage(
+                    found_message.source, label, found_message.raw, found_message.whole_sha256
+                )
     for label, paths in ((HAM, ham_paths), (SPAM, spam_paths)):
         for given_path in paths:
-            for item in iter_messages(given_path):
+            for item in iter_messages(given_path, MAX_MESSAGE_BYTES, digest_whole=True):
                 if isinstance(item, ReadFailure):
                     yield item
                 else:
-                    yield LabelledMessage(item.source, label, item.raw)
+                    yield LabelledMessage(item.source, label, item.raw, item.whole_sha256)
 
 
 # --------------------------------------------------------------------------
@@ -763,23 +950,97 @@ def _iter_table(path: Path) -> Iterator[LabelledMessage | ReadFailure]:
     ) as text:
         if csv.field_size_limit() < _CSV_FIELD_LIMIT:
             csv.field_size_limit(_CSV_FIELD_LIMIT)
-        reader = csv.reader(text, delimiter=_TABLE_DELIMITERS[path.suffix.lower()])
+        delimiter = _TABLE_DELIMITERS[path.suffix.lower()]
+        lines = _RowLines(text)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
                 raise CorpusError(f"{source}: empty file, expected a header row")
             label_column, text_column = _table_columns(source, header)
             line = reader.line_num
+            # Each row is given out when the next one has been read: only
+            # then is it known not to be the last, the one row that can
+            # have swallowed the rest of the file.
+            last: tuple[str, LabelledMessage | ReadFailure, list[str]] | None = None
             for row in reader:
+                row_lines = lines.take()
                 row_source = f"{source}:{line + 1}"  # the line the row starts on
                 line = reader.line_num
-                if not row:
-                    continue  # a blank line
-                yield _table_row(row_source, row, label_column, text_column)
+                if last is not None:
+                    yield last[1]
+                    last = None
+                if row:  # else a blank line
+                    last = (
+                        row_source,
+                        _table_row(row_source, row, label_column, text_column),
+                        row_lines,
+                    )
+            if last is not None:
+                row_source, item, row_lines = last
+                if _ends_inside_quotes("".join(row_lines), delimiter):
+                    # csv reads a quoted field that is never closed to the
+                    # end of the file, and gives it as one row, silently.
+                    yield ReadFailure(
+                        row_source,
+                        f"bad CSV: a quoted field is never closed; the rest of the file "
+                        f"({len(row_lines):,} lines) would be in it, so this row is not read",
+                    )
+                else:
+                    yield item
         except csv.Error as error:
             yield ReadFailure(f"{source}:{reader.line_num}", f"bad CSV: {_reason(error)}")
         except OSError as error:
             yield ReadFailure(source, _reason(error))
+
+
+class _RowLines:
+    """The lines of a text file, for csv.reader, remembering those read since
+    the last ``take``: the lines of the row just read."""
+
+    def __init__(self, text: Iterator[str]) -> None:
+        self.text = text
+        self.lines: list[str] = []
+
+    def __iter__(self) -> _RowLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.lines.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def _ends_inside_quotes(text: str, delimiter: str) -> bool:
+    """Whether TEXT, the lines of one CSV row, ends inside a quoted field, as
+    csv's default dialect reads it: a field is quoted when it starts with a
+    double quote, and a doubled quote inside it is a quote."""
+    position, state = 0, "field start"
+    while position < len(text):
+        if state == "quoted":
+            closing = text.find('"', position)
+            if closing < 0:
+                return True
+            position, state = closing + 1, "quote in quoted"
+            continue
+        character = text[position]
+        position += 1
+        if character in (delimiter, "\n", "\r"):
+            state = "field start"
+        elif character == '"' and state in ("field start", "quote in quoted"):
+            state = "quoted"
+        else:
+            state = "unquoted"
+    return state == "quoted"
+
+
+# What a header row may show of itself in an error: a file without one has
+# a message as its first row, and the error showed all of it.
+_SHOWN_HEADER_CHARACTERS = 100
 
 
 def _table_columns(source: str, header: list[str]) -> tuple[int, int]:
@@ -800,6 +1061,8 @@ def _table_columns(source: str, header: list[str]) -> tuple[int, int]:
         missing.append(f"a text column ({', '.join(_TEXT_COLUMNS)})")
     if label_column is None or text_column is None:
         found = ", ".join(repr(name) for name in header) or "nothing"
+        if len(found) > _SHOWN_HEADER_CHARACTERS:
+            found = found[:_SHOWN_HEADER_CHARACTERS] + f"... ({len(found):,} characters)"
         raise CorpusError(f"{source}: the header row needs {' and '.join(missing)}; found {found}")
     return label_column, text_column
 
@@ -834,10 +1097,7 @@ class Corpus:
 
     def counts(self) -> dict[str, int]:
         """The number of messages per label, both labels always present."""
-        counts = {HAM: 0, SPAM: 0}
-        for message in self.messages:
-            counts[message.label] += 1
-        return counts
+        return label_counts(message.label for message in self.messages)
 
     def fingerprint(self) -> str:
         """A sha256 of the data: same labels and bytes give the same value, in any order.
@@ -845,13 +1105,25 @@ class Corpus:
         Sources are left out on purpose: the same messages moved to another
         folder are the same training data.
         """
-        pairs = sorted((message.label, _digest(message.raw)) for message in self.messages)
-        import hashlib
+        return fingerprint((message.label, message.sha256()) for message in self.messages)
 
-        fingerprint = hashlib.sha256()
-        for label, digest in pairs:
-            fingerprint.update(f"{label} {digest}\n".encode("ascii"))
-        return fingerprint.hexdigest()
+
+def label_counts(labels: Iterable[str]) -> dict[str, int]:
+    """The number of each label, both labels always present."""
+    counts = {HAM: 0, SPAM: 0}
+    for label in labels:
+        counts[label] += 1
+    return counts
+
+
+def fingerprint(labels_and_digests: Iterable[tuple[str, str]]) -> str:
+    """Corpus.fingerprint of messages given as (label, sha256) pairs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for label, sha256 in sorted(labels_and_digests):
+        digest.update(f"{label} {sha256}\n".encode("ascii"))
+    return digest.hexdigest()
 
 
 def _digest(raw: bytes) -> str:
@@ -889,21 +1161,98 @@ def load_corpus(
         elif isinstance(item, _Unlabelled):
             unlabelled += 1
         else:
-            found.append((item.source, item.label, _digest(item.raw), item))
+            found.append((item.source, item.label, item.sha256(), item))
         if progress is not None:
             progress(handled)
-    found.sort(key=lambda entry: entry[:3])
-    kept: list[LabelledMessage] = []
-    seen: set[str] = set()
-    for _source, _label, digest, message in found:
-        if digest not in seen:
-            seen.add(digest)
-            kept.append(message)
+    kept = [entry[3] for entry in first_copies(found)]
     if not kept:
         raise CorpusError(
             _nothing_read_message(sources, ham_paths, spam_paths, unlabelled, failures)
         )
     return Corpus(kept, len(found) - len(kept), unlabelled, failures)
+
+
+def first_copies(found: Iterable[Any]) -> list[Any]:
+    """The entries kept of FOUND, tuples that start (source, label, sha256):
+    sorted by those three, the first of each sha256 (load_corpus's rule)."""
+    kept = []
+    seen: set[str] = set()
+    for entry in sorted(found, key=lambda entry: entry[:3]):
+        if entry[2] not in seen:
+            seen.add(entry[2])
+            kept.append(entry)
+    return kept
+
+
+class CorpusEntry(NamedTuple):
+    """One labelled message as CorpusReader gives it."""
+
+    source: str
+    label: str
+    sha256: str
+    """Of all the message's bytes (LabelledMessage.sha256)."""
+    raw: bytes
+    """Its first config.MAX_MESSAGE_BYTES, as load_corpus keeps them."""
+
+
+class CorpusReader:
+    """A corpus read one message at a time: load_corpus for a caller that
+    keeps less than every message's bytes (training keeps their buckets).
+
+    Iterating yields every labelled message as it is read, duplicates
+    included, in reading order, and records its (source, label, sha256),
+    the read failures and the unlabelled messages; ``kept()`` then gives
+    the messages load_corpus keeps, by the same rule. PROGRESS as for
+    load_corpus. Raises CorpusError as load_corpus does: at once when no
+    source is given, while reading for a CSV/TSV file without a header row,
+    from ``kept()`` when no labelled message was read.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str | Path] = (),
+        ham_paths: Sequence[str | Path] = (),
+        spam_paths: Sequence[str | Path] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        if not (sources or ham_paths or spam_paths):
+            raise CorpusError(
+                "no corpus given: name a folder, archive or CSV file of labelled mail"
+            )
+        self.sources, self.ham_paths, self.spam_paths = sources, ham_paths, spam_paths
+        self.progress = progress
+        self.found: list[tuple[str, str, str]] = []
+        """(source, label, sha256) of every labelled message read, in reading order."""
+        self.failures: list[ReadFailure] = []
+        self.unlabelled = 0
+
+    def __iter__(self) -> Iterator[CorpusEntry]:
+        items = _iter_labelled_items(self.sources, self.ham_paths, self.spam_paths)
+        for handled, item in enumerate(items, 1):
+            entry = None
+            if isinstance(item, ReadFailure):
+                self.failures.append(item)
+            elif isinstance(item, _Unlabelled):
+                self.unlabelled += 1
+            else:
+                entry = CorpusEntry(item.source, item.label, item.sha256(), item.raw)
+                self.found.append(entry[:3])
+            if self.progress is not None:
+                self.progress(handled)
+            if entry is not None:
+                yield entry
+
+    def kept(self) -> list[tuple[str, str, str]]:
+        """(source, label, sha256) of the messages load_corpus would keep, in
+        its order; raises CorpusError when there are none."""
+        kept = first_copies(self.found)
+        if not kept:
+            raise CorpusError(
+                _nothing_read_message(
+                    self.sources, self.ham_paths, self.spam_paths, self.unlabelled, self.failures
+                )
+            )
+        return kept
 
 
 def _nothing_read_message(
@@ -933,7 +1282,11 @@ def require_both_classes(corpus: Corpus, minimum: int) -> None:
     The message names every short class, e.g. "only 3 spam messages found;
     at least 10 are needed".
     """
-    counts = corpus.counts()
+    require_counts(corpus.counts(), minimum)
+
+
+def require_counts(counts: Mapping[str, int], minimum: int) -> None:
+    """require_both_classes for the number of messages of each label."""
     short = [
         f"only {counts[label]} {label} message{'s' if counts[label] != 1 else ''}"
         if counts[label]
@@ -960,6 +1313,19 @@ _STANDARD_FOLDERS = (
     ("spam_2", SPAM, "test"),
 )
 
+STANDARD_MESSAGE_COUNTS: dict[str, tuple[int, ...]] = {
+    "easy_ham": (2500,),
+    "easy_ham_2": (1400,),
+    "hard_ham": (250,),
+    "spam": (500,),
+    "spam_2": (1396, 1397),
+}
+"""The messages each SpamAssassin archive holds, the only counts a standard
+split is made of: the official spam_2 has 1,397, the copy rebuilt from the
+npm package (the project's figures) 1,396. An archive of another count is
+another corpus, and a split of it would be reported as the standard one:
+five archives of 3 invented messages each gave a 7 + 5 / 2 + 1 "split"."""
+
 
 class _Keyed(NamedTuple):
     key: str
@@ -982,7 +1348,9 @@ def _find_standard_archive(corpus_dir: Path, folder: str) -> Path | None:
     return corpus_dir / matches[-1] if matches else None
 
 
-def _read_standard_corpus(corpus_dir: Path) -> dict[str, list[_Keyed]]:
+def _read_standard_corpus(
+    corpus_dir: Path, expected_counts: Mapping[str, Collection[int]] | None
+) -> dict[str, list[_Keyed]]:
     if not os.path.isdir(corpus_dir):
         raise CorpusError(f"{corpus_dir}: no such folder (expected the SpamAssassin archives)")
     archives = []
@@ -1017,14 +1385,24 @@ def _read_standard_corpus(corpus_dir: Path) -> dict[str, list[_Keyed]]:
                 )
         if not messages:
             raise CorpusError(f"{archive}: no messages in the archive")
+        expected = None if expected_counts is None else expected_counts.get(folder)
+        if expected is not None and len(messages) not in expected:
+            counts = " or ".join(f"{count:,}" for count in sorted(expected))
+            raise CorpusError(
+                f"{archive} holds {len(messages):,} messages, not the {counts} of the "
+                f"SpamAssassin {folder} archive, so no standard split can be made of it; "
+                "fetch the corpus again (spamcli corpus fetch spamassassin)"
+            )
         by_folder[folder] = messages
     return by_folder
 
 
-def _standard_split_keyed(corpus_dir: str | Path, name: str) -> tuple[list[_Keyed], list[_Keyed]]:
+def _standard_split_keyed(
+    corpus_dir: str | Path, name: str, expected_counts: Mapping[str, Collection[int]] | None
+) -> tuple[list[_Keyed], list[_Keyed]]:
     if name not in SPLIT_NAMES:
         raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLIT_NAMES)}")
-    by_folder = _read_standard_corpus(Path(corpus_dir))
+    by_folder = _read_standard_corpus(Path(corpus_dir), expected_counts)
     if name == "time":
         train = [
             keyed
@@ -1053,7 +1431,9 @@ def _standard_split_keyed(corpus_dir: str | Path, name: str) -> tuple[list[_Keye
 
 
 def standard_split(
-    corpus_dir: str | Path, name: str
+    corpus_dir: str | Path,
+    name: str,
+    expected_counts: Mapping[str, Collection[int]] | None = STANDARD_MESSAGE_COUNTS,
 ) -> tuple[list[LabelledMessage], list[LabelledMessage]]:
     """The project's standard (train, test) split NAME of the SpamAssassin archives in CORPUS_DIR.
 
@@ -1071,14 +1451,19 @@ def standard_split(
     validation data (Keras' ``validation_split`` does).
 
     Raises ValueError for an unknown NAME, CorpusError for a missing,
-    unreadable or corrupt archive.
+    unreadable or corrupt archive, or one whose number of messages is not
+    among EXPECTED_COUNTS' for its folder (by default STANDARD_MESSAGE_COUNTS;
+    None accepts any number, for stand-ins of the corpus).
     """
-    train, test = _standard_split_keyed(corpus_dir, name)
+    train, test = _standard_split_keyed(corpus_dir, name, expected_counts)
     return [keyed.message for keyed in train], [keyed.message for keyed in test]
 
 
 def write_split(
-    corpus_dir: str | Path, name: str, dest_dir: str | Path
+    corpus_dir: str | Path,
+    name: str,
+    dest_dir: str | Path,
+    expected_counts: Mapping[str, Collection[int]] | None = STANDARD_MESSAGE_COUNTS,
 ) -> dict[str, dict[str, int]]:
     """Write standard split NAME as message files under DEST_DIR, atomically.
 
@@ -1093,7 +1478,8 @@ def write_split(
     Returns the number of messages per part and label,
     ``{"train": {"ham": n, "spam": n}, "test": {...}}``. Raises ValueError for
     an unknown NAME and CorpusError for anything that cannot be read or
-    written.
+    written, or for archives of other counts than EXPECTED_COUNTS (as for
+    standard_split).
     """
     # Absolute, so that "." or "out/.." still has a parent and a name for
     # the temporary sibling.
@@ -1106,7 +1492,7 @@ def write_split(
             _check_replaceable(dest)
     except OSError as error:
         raise CorpusError(f"cannot write the split to {dest}: {_reason(error)}") from error
-    train, test = _standard_split_keyed(corpus_dir, name)
+    train, test = _standard_split_keyed(corpus_dir, name, expected_counts)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Not tempfile.mkdtemp: that makes the folder private to its owner,

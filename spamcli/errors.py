@@ -24,3 +24,12 @@ class FetchError(SpamcliError):
 
 class MailboxError(SpamcliError):
     """A mailbox could not be sorted: it is no Maildir, or a folder could not be made."""
+
+
+class ServeError(SpamcliError):
+    """The daemon cannot start or do what was asked: an address that cannot
+    be listened on, a missing optional library, learning not enabled."""
+
+
+class MissingExtraError(SpamcliError):
+    """A command needs packages that come with an extra that is not installed."""

@@ -95,9 +95,13 @@ def evaluate_models(
         result = {
             "model": str(model_dir),
             "name": name,
-            **_model_metrics(is_spam, scores, model_cutoffs, sweep),
+            **model_metrics(is_spam, scores, model_cutoffs, sweep),
             "duplicates": corpus.duplicates,
             "unreadable": len(corpus.failures),
+            # Which, and why: a count alone left the user to guess.
+            "unreadable_inputs": [
+                {"source": failure.source, "reason": failure.reason} for failure in corpus.failures
+            ],
         }
         results.append(result)
 
@@ -140,7 +144,7 @@ def model_names(model_dirs: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def _model_metrics(
+def model_metrics(
     is_spam: np.ndarray, scores: np.ndarray, cutoffs: Cutoffs, sweep: bool
 ) -> dict[str, Any]:
     """One model's figures: the two-way metrics at the spam cut-off (a

@@ -1,8 +1,8 @@
 """Why a message scored as it did: the n-grams that moved its score most.
 
-The model reads a message as the set of vocabulary n-grams it contains (a
-multi-hot bag, divided by its count), so the natural question "what did this
-word do?" has an exact answer: score the message again without that n-gram. The
+The model reads a message as the set of buckets its n-grams hash to (see
+features.py), so the natural question "what did this word do?" has an
+exact answer: score the message again without that n-gram's bucket. The
 effect of an n-gram is ``score - score_without``: positive pushed the
 message towards spam, negative towards ham. It is the score's own change,
 not a gradient or an approximation, so it accounts for the ReLU layers and
@@ -10,15 +10,13 @@ the normalisation; effects do not add up to the score, since the layers are
 not linear.
 
 Every removal is computed at once, without re-reading the message: the
-first layer's input for "all n-grams but j" is the sum of all the kernel
-rows minus row j, scaled by 1/(k-1) instead of 1/k (by 1/sqrt(k-1) for a
-model that L2-normalises its bag). One matrix of k + 1 rows goes through the
-Dense layers, so a message of 2,000 distinct
+first layer's input for "all buckets but j" is the sum of all the kernel
+rows minus row j, scaled by 1/sqrt(k-1) instead of 1/sqrt(k). One matrix of
+k + 1 rows goes through the Dense layers, so a message of 2,000 distinct
 n-grams costs one small matrix product, not 2,000 scorings.
 
-Out-of-vocabulary n-grams all share bucket 0, the model cannot tell them
-apart: they are one entry, OUT_OF_VOCABULARY, whose effect is that of
-removing all of them.
+Two n-grams of one message that hash to the same bucket cannot be told
+apart by the model: they are one entry, named by both, joined by BOTH.
 """
 
 from __future__ import annotations
@@ -27,12 +25,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from spamcli.corpus import RawMessage, ReadFailure
+from spamcli.features import feature_ngrams
 from spamcli.mail import message_id
-from spamcli.scoring import OUT_OF_VOCABULARY_INDEX, Cutoffs, Scorer
+from spamcli.scoring import Cutoffs, Scorer
 
-# The entry for the out-of-vocabulary bucket. No n-gram contains "(" or ")"
-# (tokens.TOKEN_PATTERN), so it cannot be mistaken for one.
-OUT_OF_VOCABULARY = "(out of vocabulary)"
+# Between the n-grams of one bucket. No token holds a space or "|", so the
+# name reads back unambiguously.
+BOTH = " | "
 # How many n-grams towards spam and towards ham an explanation lists.
 DEFAULT_TOP = 10
 
@@ -71,7 +70,8 @@ def explain_text(scorer: Scorer, text: str, top: int = DEFAULT_TOP) -> Explanati
 
     if top < 0:
         raise ValueError(f"top must not be negative, not {top}")
-    present = scorer.present_indices(text)
+    grams_by_bucket = feature_ngrams(text, scorer.features)
+    present = np.fromiter(grams_by_bucket, dtype=np.intp, count=len(grams_by_bucket))
     count = present.size
     rows = scorer.first_layer_rows(present)
     total = rows.sum(axis=0)
@@ -81,7 +81,6 @@ def explain_text(scorer: Scorer, text: str, top: int = DEFAULT_TOP) -> Explanati
     scores = scorer.score_first_layer_sums(sums, counts)
     score = float(scores[0])
     effects = score - scores[1:]
-    vocabulary = scorer.vocabulary
     # Largest effect first; among equal effects, the n-gram that sorts first.
     order = np.lexsort((present, -effects))
     raising = order[effects[order] > 0][:top]
@@ -90,12 +89,7 @@ def explain_text(scorer: Scorer, text: str, top: int = DEFAULT_TOP) -> Explanati
     return Explanation(
         score=score,
         effects=[
-            Effect(
-                OUT_OF_VOCABULARY
-                if present[position] == OUT_OF_VOCABULARY_INDEX
-                else vocabulary[present[position]],
-                float(effects[position]),
-            )
+            Effect(BOTH.join(grams_by_bucket[int(present[position])]), float(effects[position]))
             for position in chosen
         ],
     )

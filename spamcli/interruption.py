@@ -29,8 +29,8 @@ def check() -> None:
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into KeyboardInterrupt, recorded for ``check``.
+def interruptible(signals: tuple[signal.Signals, ...] = SIGNALS) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM (or SIGNALS) into KeyboardInterrupt, recorded for ``check``.
 
     Python's default for SIGTERM ends the process on the spot, leaving the
     half-written temporary model folder beside the model; an exception lets
@@ -45,7 +45,7 @@ def interruptible() -> Iterator[None]:
         raise KeyboardInterrupt
 
     try:
-        previous = {number: signal.signal(number, interrupt) for number in SIGNALS}
+        previous = {number: signal.signal(number, interrupt) for number in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

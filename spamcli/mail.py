@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import datetime
 import email
 import email.errors
 import email.header
@@ -162,6 +163,7 @@ _LINK_ATTRIBUTES = frozenset({"href", "src"})
 
 # RFC 5322 unfolding: a line break followed by white space is white space.
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
+_DATE_HEADER = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID_HEADER = re.compile(
     rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
 )
@@ -187,14 +189,32 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
     Raises ``ValueError`` for an unknown policy, the one error that is the
     caller's and not the message's.
     """
+    return list(iter_fields(raw, headers))
+
+
+def iter_fields(raw: bytes, headers: str = "content") -> Iterator[tuple[str, str]]:
+    """extract_fields, field by field: a caller that stops early (the
+    tokenizer, once it has the tokens a model reads) leaves the rest of the
+    message's parts undecoded. The same fields in the same order; the policy
+    is checked at the call, before the first field is asked for."""
     if headers not in config.HEADER_POLICIES:
         raise ValueError(
             f"unknown header policy {headers!r}; "
             f"expected one of {', '.join(config.HEADER_POLICIES)}"
         )
+    return _iter_fields(raw, headers)
+
+
+def _iter_fields(raw: bytes, headers: str) -> Iterator[tuple[str, str]]:
     collector = _FieldCollector(config.MAX_TEXT_CHARACTERS)
+    given = 0
     try:
-        _extract_into(collector, raw[: config.MAX_MESSAGE_BYTES], headers)
+        # The extraction pauses after the headers and after each part; the
+        # fields it has added by then are given out before it goes on.
+        for _ in _extract_into(collector, raw[: config.MAX_MESSAGE_BYTES], headers):
+            while given < len(collector.fields):
+                given += 1
+                yield collector.fields[given - 1]
     except Exception:
         # A parser bug or an unforeseen input: keep what was extracted; if
         # that is nothing, the raw bytes as text are still better than no text.
@@ -202,8 +222,8 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
             try:
                 collector.add("body", _decode_bytes(bytes(raw[: config.MAX_MESSAGE_BYTES]), None))
             except (TypeError, ValueError):
-                return []  # not even bytes
-    return collector.fields
+                return  # not even bytes
+    yield from collector.fields[given:]
 
 
 def message_id(raw: bytes) -> str | None:
@@ -224,6 +244,28 @@ def message_id(raw: bytes) -> str | None:
         value = " ".join(_decode_bytes(match.group(1), None).split())
         return value or None
     except (TypeError, ValueError):  # not bytes at all
+        return None
+
+
+def message_date(raw: bytes) -> float | None:
+    """The message's Date header as a POSIX timestamp, or None when it has
+    none that parses. A date without a zone is read as UTC. Reads only the
+    header block, as message_id does; never raises."""
+    try:
+        head = bytes(raw[: config.MAX_MESSAGE_BYTES])
+        ends = [end for end in (head.find(b"\n\n"), head.find(b"\n\r\n")) if end >= 0]
+        if ends:
+            head = head[: min(ends) + 1]
+        match = _DATE_HEADER.search(head)
+        if match is None:
+            return None
+        moment = email.utils.parsedate_to_datetime(
+            " ".join(_decode_bytes(match.group(1), None).split())
+        )
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
 
 
@@ -251,7 +293,9 @@ class _FieldCollector:
         self.remaining_characters -= len(text)
 
 
-def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
+def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> Iterator[None]:
+    """Add the message's fields to COLLECTOR, pausing (yielding) after the
+    headers and after each part."""
     # No policy argument: compat32 is the parser's default, and importing
     # email.policy to name it costs a one-message filter 5 ms of start-up.
     message = email.message_from_bytes(_limit_nesting(_collapse_blank_lines(raw)))
@@ -261,7 +305,7 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
         if collector.full:
             return
         try:
-            field = _header_text(name).lower()
+            field = _field_name(name)
             if not field or field.startswith(_SPAMCLI_HEADER_PREFIX) or field in _BODY_FIELDS:
                 continue
             if policy == "all":
@@ -283,6 +327,7 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
         # Read once, for the one field kept, not for every relay's.
         with contextlib.suppress(Exception):
             collector.add(_RELAY_HEADER, _relay_text(earliest_relay))
+    yield
     seen_urls: set[str] = set()
     for part in _leaf_parts(message):
         if collector.full:
@@ -291,6 +336,7 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> None:
             _add_part(collector, part, seen_urls)
         except Exception:
             continue
+        yield
 
 
 def _collapse_blank_lines(raw: bytes) -> bytes:
@@ -410,6 +456,8 @@ def _valid_text(value: str) -> str:
     The parser reads 8-bit header bytes as lone surrogates, which cannot be
     written out as UTF-8; such bytes are decoded as UTF-8, else as cp1252.
     """
+    if value.isascii():  # no surrogate; a flag of the string, read in no time
+        return value
     try:
         value.encode("utf-8")
         return value
@@ -423,9 +471,29 @@ def _valid_text(value: str) -> str:
     return _decode_bytes(data, None)
 
 
+def _field_name(name: str) -> str:
+    """A header's field name: its name as text, lower-cased. Cached: a few
+    dozen names make up nearly all of a corpus's header fields (short names
+    only, so that the cache stays small whatever names a message makes up)."""
+    if len(name) > _MAX_CACHED_NAME_CHARACTERS:
+        return _header_text(name).lower()
+    return _cached_field_name(name)
+
+
+_MAX_CACHED_NAME_CHARACTERS = 100
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_field_name(name: str) -> str:
+    return _header_text(name).lower()
+
+
 def _header_text(value: object) -> str:
     """Decode a raw header value (RFC 2047 words, 8-bit bytes) to one line."""
-    text = _valid_text(_FOLDING.sub("", str(value)))
+    text = str(value)
+    if "\n" in text:  # unfolding otherwise finds nothing, and skipping it is cheaper
+        text = _FOLDING.sub("", text)
+    text = _valid_text(text)
     if "=?" in text:
         text = _decode_encoded_words(text)
     return " ".join(text.split())
@@ -506,6 +574,12 @@ class _HtmlTextParser(HTMLParser):
         self.urls: list[str] = []
         self._invisible_depth = 0
 
+    def updatepos(self, i: int, j: int) -> int:
+        # HTMLParser counts the lines and columns of all it reads, for
+        # getpos() alone, which nothing here calls: 10 % of its time on the
+        # random split's HTML parts.
+        return j
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _INVISIBLE_TAGS:
             self._invisible_depth += 1
@@ -544,3 +618,43 @@ def _url_host_and_path(url: str) -> str | None:
         return None
     path = parts.path if parts.path not in ("", "/") else ""
     return " ".join((host + path).split())
+
+
+# "Is this mail?" is judged on the first bytes only: a header block starts
+# there, and binary data shows itself there.
+_SNIFF_BYTES = 8192
+# A header field's first line: a name of printable ASCII other than the
+# colon (RFC 5322, section 2.2), then the colon; obsolete syntax allows
+# white space before it.
+_HEADER_FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")
+# Bytes no text holds: C0 controls other than tab, line breaks and form
+# feed, and DEL. 8-bit bytes are left alone: legacy charsets use them all.
+_CONTROL_BYTES = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32), 127])
+# More than one byte in ten a control byte: no text in any charset, while a
+# message with a stray escape or two (ANSI colours pasted in) stays mail.
+_MAX_CONTROL_SHARE = 0.1
+
+
+def looks_like_mail(raw: bytes) -> str | None:
+    """None if RAW looks like an email message, else the reason it does not:
+    ``empty``, ``binary data`` or ``no header block``.
+
+    A message is a header block, then a body; a first line of ``From ``
+    (the envelope line of an mbox or a delivery agent) may come before it.
+    Such input is still scored (parsing never fails), but a verdict on it
+    means little, and learning it would teach the model about something
+    else: `predict` warns, `learn` refuses without --force. Never raises.
+    """
+    if not raw.strip():
+        return "empty"
+    head = raw[:_SNIFF_BYTES]
+    if b"\0" in head or len(head.translate(None, _CONTROL_BYTES)) < len(head) * (
+        1 - _MAX_CONTROL_SHARE
+    ):
+        return "binary data"
+    first_line, _, rest = head.partition(b"\n")
+    if first_line.startswith(b"From "):
+        first_line = rest.partition(b"\n")[0]
+    if not _HEADER_FIELD_START.match(first_line):
+        return "no header block"
+    return None

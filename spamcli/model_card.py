@@ -1,9 +1,9 @@
 """What a model folder says about itself: its card, and its evaluation log.
 
 The card is gathered from ``metadata.json`` (how, when and on what the model
-was trained, its cut-offs and validation figures), the export's shapes (the
-layers, read from the weights file's headers with the standard library, so
-``spamcli info`` needs neither NumPy nor TensorFlow), and
+was trained, its cut-offs and validation figures), the weights' shapes (read
+from the .npz headers with the standard library, so ``spamcli info`` needs
+neither NumPy nor TensorFlow), and
 ``evaluations.jsonl``, the log ``spamcli evaluate`` appends to.
 
 The log is not part of the model: it is never read when scoring, and it is
@@ -44,20 +44,12 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
     """Everything a model folder says about itself, as plain data."""
     model_path = Path(model_dir)
     metadata = artifacts.read_metadata(model_path)
-    vocabulary_size = len(artifacts.read_vocabulary(model_path))
-    export = artifacts.read_light_export(model_path, metadata, vocabulary_size)
-    layers = []
-    inputs = vocabulary_size
-    for layer in export.layers:
-        layers.append(
-            {
-                "name": layer.name,
-                "inputs": inputs,
-                "units": layer.units,
-                "activation": layer.activation,
-            }
-        )
-        inputs = layer.units
+    # Opened to check every shape, as the scorer will: a card for a folder
+    # that cannot score would mislead.
+    weights = artifacts.open_weights(model_path, metadata)
+    network = weights.network
+    _features, network_entry = artifacts.network_metadata(network)
+    layers = network_entry["layers"]
     threshold = float(metadata["threshold"])
     ham_cutoff = float(metadata.get("ham_cutoff", threshold))
     evaluations, unreadable = read_evaluations(model_path)
@@ -69,9 +61,10 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
         "header_policy": metadata["header_policy"],
         "training_data": metadata.get("training_data", {}),
         "training": metadata.get("training", {}),
-        "vocabulary_size": vocabulary_size,
-        "normalization": export.normalization,
+        "features": metadata["features"],
         "layers": layers,
+        "learning": metadata.get("learning", {}),
+        "weights": metadata.get("weights", {}),
         "hyperparameters": metadata.get("hyperparameters", {}),
         "cutoffs": {
             "spam": threshold,
@@ -80,7 +73,7 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
             "new_ham_flagged_at_most": false_positive_rate_bound(metadata.get("validation")),
         },
         "validation": metadata.get("validation"),
-        "export_max_difference": metadata["export"].get("max_difference_on_validation"),
+        "export_max_difference": metadata.get("training", {}).get("export_max_difference"),
         "learned": metadata.get("learned"),
         "evaluations": evaluations,
         "unreadable_evaluations": unreadable,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 ROC_FILE = "roc.png"
 PRECISION_RECALL_FILE = "precision_recall.png"
 SCORES_FILE = "scores.png"
+LEARNING_CURVE_FILE = "learning_curve.png"
 # 8 x 6 inches at 100 dots per inch: 800 x 600 pixels, readable on a
 # laptop screen and in a README.
 FIGURE_SIZE = (8.0, 6.0)
@@ -62,6 +63,39 @@ def write_plots(plots_dir: str | Path, series: Sequence[PlotSeries]) -> list[Pat
         figure.savefig(path, dpi=DOTS_PER_INCH)
         written.append(path)
     return written
+
+
+def write_learning_curve(plots_dir: str | Path, curve: Sequence[dict[str, int]]) -> Path:
+    """Write learning_curve.png: the errors per 100 messages of a replay
+    (spamcli.replay.learning_curve), false positives and false negatives
+    stacked, window by window."""
+    directory = Path(plots_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    figure, axes = _figure()
+    starts = [window["first"] for window in curve]
+    widths = [window["messages"] for window in curve]
+    per_hundred = [100 / max(window["messages"], 1) for window in curve]
+    false_positives = [w["false_positives"] * k for w, k in zip(curve, per_hundred, strict=True)]
+    false_negatives = [w["false_negatives"] * k for w, k in zip(curve, per_hundred, strict=True)]
+    axes.bar(
+        starts, false_positives, widths, align="edge", color=HAM_COLOUR, label="false positives"
+    )
+    axes.bar(
+        starts,
+        false_negatives,
+        widths,
+        bottom=false_positives,
+        align="edge",
+        color=SPAM_COLOUR,
+        label="false negatives",
+    )
+    axes.set_xlabel("message, in arrival order")
+    axes.set_ylabel("errors per 100 messages")
+    axes.set_title("Learning curve: verdicts given before each message was learned")
+    axes.legend(loc="upper right")
+    path = directory / LEARNING_CURVE_FILE
+    figure.savefig(path, dpi=DOTS_PER_INCH)
+    return path
 
 
 def roc_figure(series: Sequence[PlotSeries]) -> Any:

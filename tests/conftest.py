@@ -18,9 +18,9 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click.testing
-import numpy as np
 import pytest
 
 from spamcli import artifacts
@@ -240,7 +240,7 @@ def write_corpus(root: Path, ham_count: int, spam_count: int, seed: int) -> Path
 # A model small enough to train in seconds; the same settings everywhere a
 # test trains, so that determinism tests compare like with like.
 TINY_CONFIG = TrainingConfig(
-    epochs=3, seed=1, vocabulary_size=2000, hidden_units=(16, 8), minimum_per_class=5
+    epochs=3, patience=3, seed=1, bits=12, hidden_units=(16, 8), minimum_per_class=5
 )
 
 
@@ -283,6 +283,20 @@ def model_copy(tmp_path: Path, trained_model_dir: Path) -> Path:
     return Path(shutil.copytree(trained_model_dir, tmp_path / "model_copy"))
 
 
+@pytest.fixture(autouse=True)
+def isolated_model_locations(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """No test sees the developer's own model or writes one: $SPAMCLI_MODEL
+    is unset, and the user model is looked for (and `train` or `learn`
+    without -m write it) in an empty $XDG_DATA_HOME of the test's own.
+    Returns that folder."""
+    data_home = tmp_path_factory.mktemp("xdg-data-home")
+    monkeypatch.delenv("SPAMCLI_MODEL", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    return data_home
+
+
 @pytest.fixture
 def runner() -> click.testing.CliRunner:
     return click.testing.CliRunner()
@@ -301,57 +315,66 @@ def message_file(tmp_path: Path) -> Callable[[str, bytes], Path]:
     return write
 
 
-# A hand-made model: a few n-grams, a 3-unit ReLU layer and a sigmoid unit,
-# written through artifacts.write_export like a trained one. The scorer never
-# opens model.keras, so a placeholder stands in for it and no TensorFlow is
-# needed; "cash" and "prize" push the score up, "meeting" down.
-SYNTHETIC_VOCABULARY = ["[UNK]", "cash", "prize", "meeting", "cash prize", "the"]
+# A hand-made model: a 3-unit ReLU layer and a sigmoid unit over 2**8
+# buckets, written as a trained one is (online.Network.write), without
+# TensorFlow. The rows of a few n-grams' buckets are set by hand: "cash" and
+# "prize" push the score up, "meeting" down; every other row is small.
+SYNTHETIC_BITS = 8
+SYNTHETIC_ROWS = {
+    "cash": [2.0, 0.0, 0.5],
+    "prize": [1.5, 0.2, 0.0],
+    "meeting": [0.0, 2.0, 0.1],
+    "cash prize": [1.0, 0.0, 1.0],
+    "the": [0.1, 0.1, 0.1],
+}
 
 
-def make_synthetic_export() -> artifacts.ScoringExport:
-    kernel = np.array(
-        [
-            [0.1, 0.0, 0.2],  # [UNK]
-            [2.0, 0.0, 0.5],  # cash
-            [1.5, 0.2, 0.0],  # prize
-            [0.0, 2.0, 0.1],  # meeting
-            [1.0, 0.0, 1.0],  # cash prize
-            [0.1, 0.1, 0.1],  # the
-        ],
-        dtype=np.float32,
+def make_synthetic_network() -> Any:
+    from spamcli.artifacts import LayerSpec, NetworkSpec
+    from spamcli.config import LearningRule
+    from spamcli.features import FeatureSpec, bucket
+    from spamcli.online import Network
+
+    spec = NetworkSpec(
+        FeatureSpec(bits=SYNTHETIC_BITS, max_tokens=None),
+        [LayerSpec("dense_0", 3, "relu"), LayerSpec("dense_1", 1, "sigmoid")],
     )
-    return artifacts.ScoringExport(
-        vocabulary=list(SYNTHETIC_VOCABULARY),
-        normalization="count",
-        layers=[
-            artifacts.DenseWeights(kernel, np.array([0.0, 0.1, -0.1], np.float32), "relu"),
-            artifacts.DenseWeights(
-                np.array([[1.5], [-2.0], [0.5]], np.float32),
-                np.array([-0.2], np.float32),
-                "sigmoid",
-            ),
-        ],
-    )
+    network = Network.from_scratch(spec, LearningRule(), seed=1)
+    bits = SYNTHETIC_BITS
+    buckets = {gram: bucket(gram, bits) for gram in SYNTHETIC_ROWS}
+    assert len(set(buckets.values())) == len(buckets), "the hand-set n-grams share a bucket"
+    kernel = network.layers[0].kernel
+    kernel[...] = 0.01
+    for gram, row in SYNTHETIC_ROWS.items():
+        kernel[buckets[gram]] = row
+    network.layers[0].bias[...] = [0.0, 0.1, -0.1]
+    network.layers[1].kernel[...] = [[1.5], [-2.0], [0.5]]
+    network.layers[1].bias[...] = [-0.2]
+    return network
 
 
-def write_synthetic_model(model_dir: Path) -> Path:
+def write_synthetic_model(model_dir: Path, network: Any = None) -> Path:
     """Fill MODEL_DIR with a complete hand-made model folder (see above)."""
+    network = network or make_synthetic_network()
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / artifacts.KERAS_FILE).write_bytes(b"placeholder: the scorer never reads it")
+    features, network_entry = artifacts.network_metadata(network.spec)
     metadata = {
         "format_version": artifacts.FORMAT_VERSION,
         "header_policy": "content",
         "threshold": 0.5,
-        "export": artifacts.write_export(model_dir, make_synthetic_export()),
+        "features": features,
+        "network": network_entry,
+        "learning": artifacts.learning_metadata(network.rule),
     }
+    metadata["weights"], _compacted = network.write(model_dir)
     artifacts.write_metadata(model_dir, metadata)
     return model_dir
 
 
 @pytest.fixture
-def synthetic_export() -> artifacts.ScoringExport:
-    """A fresh hand-made export (a test may change it)."""
-    return make_synthetic_export()
+def synthetic_network() -> Any:
+    """A fresh hand-made online.Network (a test may change it)."""
+    return make_synthetic_network()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,21 +18,27 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import write_synthetic_model
 
 from spamcli import artifacts
 from spamcli.artifacts import (
+    CHANGED_ROWS,
+    FIRST_KERNEL,
     FORMAT_VERSION,
+    KERNEL_FILE,
     METADATA_FILE,
-    OPTIONAL_FILES,
     REQUIRED_FILES,
     WEIGHTS_FILE,
-    read_export,
+    LayerSpec,
+    NetworkSpec,
+    open_weights,
     read_metadata,
-    write_export,
     write_model_dir,
 )
-from spamcli.config import TrainingConfig
+from spamcli.config import LearningRule, TrainingConfig
 from spamcli.errors import ModelError
+from spamcli.features import FeatureSpec, feature_indices
+from spamcli.online import Network
 from spamcli.scoring import Scorer
 
 
@@ -61,8 +68,8 @@ def edit_metadata(model_dir: Path, **changes: Any) -> None:
     path.write_text(json.dumps(metadata), encoding="utf-8")
 
 
-OLD_MODEL = {METADATA_FILE: b'{"format_version": 1, "which": "old"}', "weights.npz": b"old"}
-NEW_MODEL = {METADATA_FILE: b'{"format_version": 1, "which": "new"}', "weights.npz": b"new"}
+OLD_MODEL = {METADATA_FILE: b'{"format_version": 3, "which": "old"}', WEIGHTS_FILE: b"old"}
+NEW_MODEL = {METADATA_FILE: b'{"format_version": 3, "which": "new"}', WEIGHTS_FILE: b"new"}
 
 
 # --------------------------------------------------------------------------
@@ -235,6 +242,7 @@ def test_artifacts_read_metadata_of_a_complete_folder(synthetic_model_dir: Path)
 
     assert metadata["format_version"] == FORMAT_VERSION
     assert metadata["header_policy"] == "content"
+    assert sorted(path.name for path in synthetic_model_dir.iterdir()) == sorted(REQUIRED_FILES)
 
 
 def break_missing_folder(model_dir: Path) -> None:
@@ -246,7 +254,7 @@ def break_missing_metadata(model_dir: Path) -> None:
 
 
 def break_bad_json(model_dir: Path) -> None:
-    (model_dir / METADATA_FILE).write_text('{"format_version": 1,', encoding="utf-8")
+    (model_dir / METADATA_FILE).write_text('{"format_version": 3,', encoding="utf-8")
 
 
 def break_not_an_object(model_dir: Path) -> None:
@@ -254,7 +262,7 @@ def break_not_an_object(model_dir: Path) -> None:
 
 
 def break_not_utf8(model_dir: Path) -> None:
-    (model_dir / METADATA_FILE).write_bytes(b'{"format_version": 1, "note": "\xff"}')
+    (model_dir / METADATA_FILE).write_bytes(b'{"format_version": 3, "note": "\xff"}')
 
 
 def break_unknown_version(model_dir: Path) -> None:
@@ -267,16 +275,32 @@ def break_no_version(model_dir: Path) -> None:
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
 
 
+def break_version_1(model_dir: Path) -> None:
+    edit_metadata(model_dir, format_version=1)
+
+
+def break_version_2(model_dir: Path) -> None:
+    edit_metadata(model_dir, format_version=2)
+
+
 def break_missing_weights(model_dir: Path) -> None:
     (model_dir / WEIGHTS_FILE).unlink()
 
 
-def break_missing_vocabulary(model_dir: Path) -> None:
-    (model_dir / artifacts.VOCABULARY_FILE).unlink()
+def break_missing_kernel(model_dir: Path) -> None:
+    (model_dir / KERNEL_FILE).unlink()
 
 
-def break_missing_keras_file(model_dir: Path) -> None:
-    (model_dir / artifacts.KERAS_FILE).unlink()
+def break_kernel_is_a_folder(model_dir: Path) -> None:
+    (model_dir / KERNEL_FILE).unlink()
+    (model_dir / KERNEL_FILE).mkdir()
+
+
+def break_weights_are_a_link(model_dir: Path) -> None:
+    # A link may lead out of the folder: never followed, even to a valid file.
+    outside = model_dir.parent / "elsewhere.npz"
+    (model_dir / WEIGHTS_FILE).rename(outside)
+    (model_dir / WEIGHTS_FILE).symlink_to(outside)
 
 
 @pytest.mark.parametrize(
@@ -289,9 +313,12 @@ def break_missing_keras_file(model_dir: Path) -> None:
         (break_not_utf8, "cannot read"),
         (break_unknown_version, "format version 999"),
         (break_no_version, "format version None"),
+        (break_version_1, "format version 1, a vocabulary fixed at training time"),
+        (break_version_2, "format version 2, a vocabulary fixed at training time"),
         (break_missing_weights, "weights.npz is missing"),
-        (break_missing_vocabulary, "vocabulary.txt is missing"),
-        (break_missing_keras_file, "model.keras is missing"),
+        (break_missing_kernel, "kernel.npz is missing"),
+        (break_kernel_is_a_folder, "kernel.npz is not a regular file (a folder)"),
+        (break_weights_are_a_link, "weights.npz is not a regular file (a symbolic link)"),
     ],
 )
 def test_artifacts_damaged_folder_is_a_model_error(
@@ -299,11 +326,22 @@ def test_artifacts_damaged_folder_is_a_model_error(
 ) -> None:
     damage(synthetic_model_dir)
 
-    with pytest.raises(ModelError, match=message):
+    with pytest.raises(ModelError, match=re.escape(message)):
         read_metadata(synthetic_model_dir)
     # The scorer reads through the same checks: a ModelError, never a KeyError.
-    with pytest.raises(ModelError, match=message):
+    with pytest.raises(ModelError, match=re.escape(message)) as raised:
         Scorer(synthetic_model_dir)
+    assert "\n" not in str(raised.value)
+
+
+def test_artifacts_earlier_versions_say_to_train_a_new_model(synthetic_model_dir: Path) -> None:
+    for version in (1, 2):
+        edit_metadata(synthetic_model_dir, format_version=version)
+
+        with pytest.raises(ModelError) as raised:
+            read_metadata(synthetic_model_dir)
+
+        assert "train a new model with spamcli train" in str(raised.value)
 
 
 def drop_threshold(metadata: dict[str, Any]) -> None:
@@ -323,7 +361,19 @@ def unknown_header_policy(metadata: dict[str, Any]) -> None:
 
 
 def layer_spec_not_an_object(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"][0] = "dense_0"
+    metadata["network"]["layers"][0] = "dense_0"
+
+
+def features_not_an_object(metadata: dict[str, Any]) -> None:
+    metadata["features"] = 20
+
+
+def drop_learning(metadata: dict[str, Any]) -> None:
+    del metadata["learning"]
+
+
+def word_learning_rate(metadata: dict[str, Any]) -> None:
+    metadata["learning"]["learning_rate"] = "fast"
 
 
 @pytest.mark.parametrize(
@@ -334,6 +384,9 @@ def layer_spec_not_an_object(metadata: dict[str, Any]) -> None:
         word_threshold,
         unknown_header_policy,
         layer_spec_not_an_object,
+        features_not_an_object,
+        drop_learning,
+        word_learning_rate,
     ],
 )
 def test_artifacts_malformed_metadata_fields_are_model_errors(
@@ -353,85 +406,216 @@ def test_artifacts_unknown_version_says_what_this_spamcli_reads(synthetic_model_
     with pytest.raises(ModelError) as raised:
         read_metadata(synthetic_model_dir)
 
-    assert "reads versions 1 and 2" in str(raised.value)
+    assert f"reads version {FORMAT_VERSION}" in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
 # --------------------------------------------------------------------------
-# Reading: the scoring export
+# The network and the optimizer in metadata.json
 
 
-def rewrite_weights(model_dir: Path, **replacements: np.ndarray) -> None:
-    with np.load(model_dir / WEIGHTS_FILE) as stored:
-        arrays = {name: stored[name] for name in stored.files}
+SPEC = NetworkSpec(
+    FeatureSpec(bits=10, max_tokens=300),
+    [
+        LayerSpec("dense_0", 8, "relu"),
+        LayerSpec("dense_1", 4, "relu"),
+        LayerSpec("dense_2", 1, "sigmoid"),
+    ],
+)
+
+
+def test_artifacts_network_and_learning_metadata_round_trip(tmp_path: Path) -> None:
+    rule = LearningRule(learning_rate=0.05, initial_accumulator=0.1, label_smoothing=0.2)
+    features, network = artifacts.network_metadata(SPEC)
+    metadata = {
+        "features": features,
+        "network": network,
+        "learning": artifacts.learning_metadata(rule),
+    }
+
+    assert artifacts.network_spec(tmp_path, metadata) == SPEC
+    assert artifacts.learning_rule(tmp_path, metadata) == rule
+    # Each layer says what it reads, so the metadata describes the shapes on its own.
+    assert [layer["inputs"] for layer in network["layers"]] == [1024, 8, 4]
+    assert SPEC.shape(FIRST_KERNEL) == (1024, 8)
+    assert SPEC.shape("dense_2.kernel") == (4, 1)
+    assert SPEC.variable_names() == [
+        "dense_0.bias",
+        "dense_1.kernel",
+        "dense_1.bias",
+        "dense_2.kernel",
+        "dense_2.bias",
+    ]
+
+
+def relu_output(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][-1]["activation"] = "relu"
+
+
+def two_output_units(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][-1]["units"] = 2
+
+
+def sigmoid_hidden_layer(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][0]["activation"] = "sigmoid"
+
+
+def no_hidden_layer(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"] = metadata["network"]["layers"][1:]
+
+
+def tanh_layer(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][0]["activation"] = "tanh"
+
+
+def bits_out_of_range(metadata: dict[str, Any]) -> None:
+    metadata["features"]["bits"] = 31
+
+
+def max_tokens_true(metadata: dict[str, Any]) -> None:
+    # true is an int in Python; as max_tokens it would read one token.
+    metadata["features"]["max_tokens"] = True
+
+
+def negative_learning_rate(metadata: dict[str, Any]) -> None:
+    metadata["learning"]["learning_rate"] = -0.1
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (relu_output, "does not end in one sigmoid unit"),
+        (two_output_units, "does not end in one sigmoid unit"),
+        (sigmoid_hidden_layer, "hidden layers must be ReLU layers"),
+        (no_hidden_layer, "hidden layers must be ReLU layers"),
+        (tanh_layer, "layer 0 of the network is not valid"),
+        (bits_out_of_range, "bits must be between 1 and 30"),
+        (max_tokens_true, "describes no valid input"),
+        (negative_learning_rate, "learning rate must be above 0"),
+    ],
+)
+def test_artifacts_network_and_optimizer_are_checked(
+    synthetic_model_dir: Path, damage: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    metadata = read_metadata(synthetic_model_dir)
+    damage(metadata)
+    artifacts.write_metadata(synthetic_model_dir, metadata)
+
+    with pytest.raises(ModelError, match=re.escape(message)):
+        read_metadata(synthetic_model_dir)
+    with pytest.raises(ModelError, match=re.escape(message)):
+        Scorer(synthetic_model_dir)
+
+
+# --------------------------------------------------------------------------
+# Reading: the weights
+
+
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def rewrite_npz(path: Path, **replacements: np.ndarray) -> None:
+    arrays = npz_arrays(path)
     arrays.update(replacements)
-    with open(model_dir / WEIGHTS_FILE, "wb") as weights_file:
-        np.savez(weights_file, **arrays)  # type: ignore[arg-type]
+    with open(path, "wb") as npz_file:
+        np.savez(npz_file, **arrays)  # type: ignore[arg-type]
 
 
-def test_artifacts_export_round_trip(
-    tmp_path: Path, synthetic_export: artifacts.ScoringExport
-) -> None:
-    export = synthetic_export
-
-    described = write_export(tmp_path, export)
-    loaded = read_export(tmp_path, {"format_version": FORMAT_VERSION, "export": described})
-
-    assert loaded.vocabulary == export.vocabulary
-    assert loaded.normalization == export.normalization
-    assert [layer.activation for layer in loaded.layers] == ["relu", "sigmoid"]
-    for loaded_layer, layer in zip(loaded.layers, export.layers, strict=True):
-        np.testing.assert_array_equal(loaded_layer.kernel, layer.kernel)
-        np.testing.assert_array_equal(loaded_layer.bias, layer.bias)
+def learned_folders(tmp_path: Path, network: Any) -> tuple[Path, Path]:
+    """A hand-made folder, and one that learned a message after it, as
+    `spamcli learn` writes it: kernel.npz shared, changed rows in weights.npz."""
+    original = write_synthetic_model(tmp_path / "original", network)
+    network.kernel_path = original / KERNEL_FILE
+    network.learn(feature_indices("meeting the cash team", network.spec.features), 1.0)
+    learned = write_synthetic_model(tmp_path / "learned", network)
+    return original, learned
 
 
-def test_artifacts_export_refuses_a_term_with_a_newline(
-    tmp_path: Path, synthetic_export: artifacts.ScoringExport
-) -> None:
-    export = synthetic_export
-    export.vocabulary[2] = "two\nlines"
+def test_artifacts_weights_round_trip(tmp_path: Path, synthetic_network: Any) -> None:
+    original, learned = learned_folders(tmp_path, synthetic_network)
+    metadata = read_metadata(learned)
 
-    with pytest.raises(ValueError, match="newline"):
-        write_export(tmp_path, export)
+    weights = open_weights(learned, metadata)
+    loaded = Network.from_folder(learned, metadata)
+
+    # kernel.npz is the original's, shared; the learned rows are in weights.npz.
+    assert (learned / KERNEL_FILE).stat().st_ino == (original / KERNEL_FILE).stat().st_ino
+    assert sorted(weights.changed_rows) == sorted(synthetic_network.changed)
+    assert metadata["weights"]["changed_rows"] == len(synthetic_network.changed)
+    for index in (*synthetic_network.changed, 0, synthetic_network.spec.features.buckets - 1):
+        np.testing.assert_array_equal(
+            weights.first_row(index), synthetic_network.first_kernel[index]
+        )
+    for index, layer in enumerate(synthetic_network.layers):
+        np.testing.assert_array_equal(loaded.layers[index].kernel, layer.kernel)
+        np.testing.assert_array_equal(loaded.layers[index].bias, layer.bias)
+        assert loaded.layers[index].activation == layer.activation
+        if index:
+            np.testing.assert_array_equal(weights.values(f"dense_{index}.kernel"), layer.kernel)
+        np.testing.assert_array_equal(weights.values(f"dense_{index}.bias")[0], layer.bias)
+    assert loaded.accumulators.keys() == synthetic_network.accumulators.keys()
+    for name, accumulator in synthetic_network.accumulators.items():
+        np.testing.assert_array_equal(loaded.accumulators[name], accumulator, err_msg=name)
+    assert loaded.messages_learned == synthetic_network.messages_learned == 1
+
+
+def test_artifacts_npz_files_hold_only_float32_and_row_numbers(synthetic_model_dir: Path) -> None:
+    for name in (KERNEL_FILE, WEIGHTS_FILE):
+        weights_file = artifacts.WeightsFile(synthetic_model_dir / name)
+        arrays = npz_arrays(synthetic_model_dir / name)
+
+        assert sorted(weights_file.names()) == sorted(arrays)
+        for array_name, array in arrays.items():
+            expected = np.uint32 if array_name == CHANGED_ROWS else np.float32
+            assert array.dtype == expected, array_name
+            assert weights_file.shape(array_name) == array.shape
+    assert npz_arrays(synthetic_model_dir / KERNEL_FILE)[FIRST_KERNEL].shape == (256, 3)
 
 
 def test_artifacts_wrong_kernel_shape_is_a_model_error(synthetic_model_dir: Path) -> None:
-    rows = len((synthetic_model_dir / artifacts.VOCABULARY_FILE).read_text().splitlines())
-    rewrite_weights(synthetic_model_dir, **{"dense_0.kernel": np.zeros((rows + 1, 3), np.float32)})
+    rewrite_npz(synthetic_model_dir / KERNEL_FILE, **{FIRST_KERNEL: np.zeros((257, 3), np.float32)})
 
-    with pytest.raises(ModelError, match="does not fit"):
+    with pytest.raises(ModelError, match="does not hold the 256 x 3 first kernel"):
         Scorer(synthetic_model_dir)
 
 
 def test_artifacts_wrong_bias_shape_is_a_model_error(synthetic_model_dir: Path) -> None:
-    rewrite_weights(synthetic_model_dir, **{"dense_1.bias": np.zeros(2, np.float32)})
+    rewrite_npz(synthetic_model_dir / WEIGHTS_FILE, **{"dense_1.bias": np.zeros(2, np.float32)})
 
-    with pytest.raises(ModelError, match="does not fit"):
+    with pytest.raises(ModelError, match=re.escape("has no dense_1.bias of the right shape")):
         Scorer(synthetic_model_dir)
 
 
-def test_artifacts_unknown_activation_is_a_model_error(synthetic_model_dir: Path) -> None:
-    metadata = read_metadata(synthetic_model_dir)
-    metadata["export"]["layers"][0]["activation"] = "tanh"
-    artifacts.write_metadata(synthetic_model_dir, metadata)
+def test_artifacts_changed_rows_out_of_order_are_a_model_error(
+    tmp_path: Path, synthetic_network: Any
+) -> None:
+    _original, learned = learned_folders(tmp_path, synthetic_network)
+    rows = npz_arrays(learned / WEIGHTS_FILE)[CHANGED_ROWS]
+    assert len(rows) >= 2
+    buckets = synthetic_network.spec.features.buckets
 
-    with pytest.raises(ModelError, match="no valid layer 'dense_0'"):
-        Scorer(synthetic_model_dir)
+    for damaged in (rows[::-1], np.append(rows[:-1], np.uint32(buckets))):
+        rewrite_npz(learned / WEIGHTS_FILE, **{CHANGED_ROWS: damaged.astype(np.uint32)})
+
+        with pytest.raises(ModelError, match="changed rows are not in order"):
+            Scorer(learned)
 
 
-def test_artifacts_export_must_end_in_one_sigmoid_unit(synthetic_model_dir: Path) -> None:
-    metadata = read_metadata(synthetic_model_dir)
-    metadata["export"]["layers"] = metadata["export"]["layers"][:1]  # ends in 3 ReLU units
-    artifacts.write_metadata(synthetic_model_dir, metadata)
+def test_artifacts_changed_rows_must_be_row_numbers(tmp_path: Path, synthetic_network: Any) -> None:
+    _original, learned = learned_folders(tmp_path, synthetic_network)
+    rows = npz_arrays(learned / WEIGHTS_FILE)[CHANGED_ROWS]
+    rewrite_npz(learned / WEIGHTS_FILE, **{CHANGED_ROWS: rows.astype(np.float32)})
 
-    with pytest.raises(ModelError, match="one sigmoid unit"):
-        Scorer(synthetic_model_dir)
+    with pytest.raises(ModelError, match="has no valid changed rows"):
+        Scorer(learned)
 
 
 def test_artifacts_weights_that_are_no_npz_are_a_model_error(synthetic_model_dir: Path) -> None:
     (synthetic_model_dir / WEIGHTS_FILE).write_bytes(b"this is not a zip file")
 
-    with pytest.raises(ModelError, match="cannot read the scoring export"):
+    with pytest.raises(ModelError, match=f"cannot read {WEIGHTS_FILE} in"):
         Scorer(synthetic_model_dir)
 
 
@@ -445,21 +629,29 @@ class _Marker:
         return (os.mkdir, (str(self.path),))
 
 
-def test_artifacts_object_array_in_weights_is_refused_not_unpickled(
-    synthetic_model_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("file_name", "array_name"), [(KERNEL_FILE, FIRST_KERNEL), (WEIGHTS_FILE, "dense_1.kernel")]
+)
+def test_artifacts_object_array_is_refused_not_unpickled(
+    synthetic_model_dir: Path, tmp_path: Path, file_name: str, array_name: str
 ) -> None:
     marker = tmp_path / "unpickled"
     payload = np.empty(1, dtype=object)
     payload[0] = _Marker(marker)
-    rewrite_weights(synthetic_model_dir, **{"dense_0.kernel": payload})
+    arrays = npz_arrays(synthetic_model_dir / file_name)
+    arrays[array_name] = payload
+    with open(synthetic_model_dir / file_name, "wb") as npz_file:
+        np.savez(npz_file, **arrays)  # type: ignore[arg-type]
 
-    with pytest.raises(ModelError, match="cannot read the scoring export"):
+    with pytest.raises(ModelError, match="not a float32 or uint32 array"):
         Scorer(synthetic_model_dir)
+    with pytest.raises(ModelError, match="not a float32 or uint32 array"):
+        Network.from_folder(synthetic_model_dir, read_metadata(synthetic_model_dir))
 
     assert not marker.exists()
 
 
-def test_artifacts_weights_loaded_with_allow_pickle_false(
+def test_artifacts_numpy_never_loads_with_pickles_allowed(
     synthetic_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[dict[str, Any]] = []
@@ -471,10 +663,14 @@ def test_artifacts_weights_loaded_with_allow_pickle_false(
 
     monkeypatch.setattr(np, "load", spy)
 
-    # NumPy reads the weights for batches; a few messages never load them so.
-    Scorer(synthetic_model_dir).score_texts(["cash prize"])
+    # Scoring a few messages, a batch, and opening the folder for learning.
+    scorer = Scorer(synthetic_model_dir)
+    scorer.score_text_light("cash prize")
+    scorer.score_texts(["cash prize"] * 20)
+    Network.from_folder(synthetic_model_dir, scorer.metadata)
 
-    assert calls
+    # The weights are read by WeightsFile (headers parsed as literals, arrays
+    # mapped); any NumPy load must refuse pickles.
     assert all(call.get("allow_pickle") is False for call in calls)
 
 
@@ -487,23 +683,28 @@ def test_artifacts_trained_folder_describes_itself(
 ) -> None:
     metadata = read_metadata(trained_model_dir)
 
-    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(
-        REQUIRED_FILES + OPTIONAL_FILES
-    )
+    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(REQUIRED_FILES)
     assert metadata["format_version"] == FORMAT_VERSION
     assert metadata["header_policy"] == tiny_config.header_policy
-    assert metadata["hyperparameters"]["vocabulary_size"] == tiny_config.vocabulary_size
+    assert metadata["hyperparameters"]["bits"] == tiny_config.bits
     assert metadata["hyperparameters"]["hidden_units"] == list(tiny_config.hidden_units)
     assert metadata["hyperparameters"]["seed"] == tiny_config.seed
+    assert metadata["features"]["bits"] == tiny_config.bits
+    assert metadata["features"]["max_tokens"] == tiny_config.max_tokens
     assert 0.5 <= metadata["threshold"] <= 1.0
     assert metadata["training_data"]["counts"] == {"ham": 100, "spam": 100}
     assert len(metadata["training_data"]["fingerprint"]) == 64
     assert set(metadata["versions"]) >= {"spamcli", "tensorflow", "keras", "python"}
-    assert metadata["export"]["max_difference_on_validation"] <= 1e-5
-    assert [layer["activation"] for layer in metadata["export"]["layers"]] == [
-        "relu",
-        "relu",
-        "sigmoid",
-    ]
-    vocabulary = (trained_model_dir / artifacts.VOCABULARY_FILE).read_text(encoding="utf-8")
-    assert len(vocabulary.splitlines()) == metadata["vocabulary_size"] <= 2000
+    assert metadata["training"]["export_max_difference"] <= 1e-5
+    layers = metadata["network"]["layers"]
+    assert [layer["activation"] for layer in layers] == ["relu", "relu", "sigmoid"]
+    assert [layer["units"] for layer in layers] == [*tiny_config.hidden_units, 1]
+    assert [layer["inputs"] for layer in layers] == [2**tiny_config.bits, *tiny_config.hidden_units]
+    assert artifacts.learning_rule(trained_model_dir, metadata) == tiny_config.learning_rule()
+    # Training wrote the kernel whole: nothing has changed since.
+    assert metadata["weights"]["changed_rows"] == 0
+    # Counted from training on: replaying the held-out messages is training's own.
+    assert metadata["weights"]["messages_learned"] == 0
+    kernel = npz_arrays(trained_model_dir / KERNEL_FILE)[FIRST_KERNEL]
+    assert kernel.shape == (2**tiny_config.bits, tiny_config.hidden_units[0])
+    assert kernel.dtype == np.float32

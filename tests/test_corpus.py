@@ -7,21 +7,25 @@ when they are absent.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
+import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spamcli.config import HAM, SPAM
+from spamcli.config import HAM, MAX_MESSAGE_BYTES, SPAM
 from spamcli.corpus import (
     Corpus,
     LabelledMessage,
@@ -718,6 +722,8 @@ def test_corpus_require_both_classes_message() -> None:
 # Standard splits, on small stand-ins for the SpamAssassin archives
 
 FAKE_SIZES = {"easy_ham": 30, "easy_ham_2": 12, "hard_ham": 5, "spam": 10, "spam_2": 9}
+# The stand-ins' counts, accepted in place of the real corpus' own.
+FAKE_COUNTS = {name: (size,) for name, size in FAKE_SIZES.items()}
 
 
 def make_fake_spamassassin(folder: Path, prefix: str = "20030228_") -> Path:
@@ -733,7 +739,7 @@ def make_fake_spamassassin(folder: Path, prefix: str = "20030228_") -> Path:
 
 def test_corpus_standard_split_time_on_small_archives(tmp_path: Path) -> None:
     corpus_dir = make_fake_spamassassin(tmp_path / "sa")
-    train, test = standard_split(corpus_dir, "time")
+    train, test = standard_split(corpus_dir, "time", FAKE_COUNTS)
     assert Counter(item.source.split(":")[1].split("/")[0] for item in train) == {
         "easy_ham": 30,
         "spam": 10,
@@ -753,8 +759,8 @@ def test_corpus_standard_split_time_on_small_archives(tmp_path: Path) -> None:
 
 def test_corpus_standard_split_random_is_stratified_and_reproducible(tmp_path: Path) -> None:
     corpus_dir = make_fake_spamassassin(tmp_path / "sa", prefix="")
-    train, test = standard_split(corpus_dir, "random")
-    again_train, again_test = standard_split(corpus_dir, "random")
+    train, test = standard_split(corpus_dir, "random", FAKE_COUNTS)
+    again_train, again_test = standard_split(corpus_dir, "random", FAKE_COUNTS)
     assert (train, test) == (again_train, again_test)
     assert len(train) + len(test) == sum(FAKE_SIZES.values())
     assert len(test) == 14  # ceil(0.2 * 66)
@@ -776,7 +782,7 @@ def test_corpus_write_split_layout_and_replacement(tmp_path: Path) -> None:
     corpus_dir = make_fake_spamassassin(tmp_path / "sa")
     dest = tmp_path / "out" / "split"
 
-    counts = write_split(corpus_dir, "time", dest)
+    counts = write_split(corpus_dir, "time", dest, FAKE_COUNTS)
 
     assert counts == {"train": {HAM: 30, SPAM: 10}, "test": {HAM: 17, SPAM: 9}}
     assert (dest / "train" / "ham" / "easy_ham.00001.easy_ham").read_bytes() == message(
@@ -785,7 +791,7 @@ def test_corpus_write_split_layout_and_replacement(tmp_path: Path) -> None:
     assert min(os.listdir(dest / "test" / "spam")) == "spam_2.00001.spam_2"
     assert load_corpus([dest / "train"]).counts() == {HAM: 30, SPAM: 10}
 
-    counts = write_split(corpus_dir, "random", dest)
+    counts = write_split(corpus_dir, "random", dest, FAKE_COUNTS)
 
     assert counts["test"] == {HAM: 10, SPAM: 4}
     written = sum(len(files) for _, _, files in os.walk(dest))
@@ -797,9 +803,9 @@ def test_corpus_write_split_refuses_to_replace_other_folders(tmp_path: Path) -> 
     corpus_dir = make_fake_spamassassin(tmp_path / "sa")
     precious = write(tmp_path / "home" / "thesis.tex", b"\\documentclass{article}\n")
     with pytest.raises(CorpusError, match="refusing to replace"):
-        write_split(corpus_dir, "time", tmp_path / "home")
+        write_split(corpus_dir, "time", tmp_path / "home", FAKE_COUNTS)
     with pytest.raises(CorpusError, match="not a folder"):
-        write_split(corpus_dir, "time", precious)
+        write_split(corpus_dir, "time", precious, FAKE_COUNTS)
     assert precious.exists()
     assert sorted(os.listdir(tmp_path / "home")) == ["thesis.tex"]
 
@@ -808,14 +814,242 @@ def test_corpus_write_split_relative_paths(tmp_path: Path, monkeypatch: pytest.M
     corpus_dir = make_fake_spamassassin(tmp_path / "sa")
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    counts = write_split(corpus_dir, "time", "out/../split")
+    counts = write_split(corpus_dir, "time", "out/../split", FAKE_COUNTS)
     assert counts["train"] == {HAM: 30, SPAM: 10}
     assert sorted(os.listdir(tmp_path / "work")) == ["split"]
     assert sorted(os.listdir(tmp_path / "work" / "split")) == ["test", "train"]
     with pytest.raises(CorpusError, match="current folder"):
-        write_split(corpus_dir, "time", ".")
+        write_split(corpus_dir, "time", ".", FAKE_COUNTS)
     with pytest.raises(CorpusError, match="current folder"):
-        write_split(corpus_dir, "time", "..")
+        write_split(corpus_dir, "time", "..", FAKE_COUNTS)
+
+
+def test_corpus_write_split_refuses_a_corpus_of_other_counts(tmp_path: Path) -> None:
+    # Five archives of invented messages gave a "standard" 7 + 5 / 2 + 1 split.
+    corpus_dir = make_fake_spamassassin(tmp_path / "sa")
+    dest = tmp_path / "split"
+
+    with pytest.raises(CorpusError, match=r"holds 30 messages, not the 2,500 of the SpamAssassin"):
+        write_split(corpus_dir, "time", dest)
+    with pytest.raises(CorpusError, match="no standard split"):
+        standard_split(corpus_dir, "random")
+
+    assert not dest.exists()
+    assert sorted(os.listdir(tmp_path)) == ["sa"]
+
+
+# --------------------------------------------------------------------------
+# Archive members that lie, are huge, or are no message file
+
+
+def lying_tar(path: Path, claimed: int, data_bytes: int, mode: str = "w") -> Path:
+    """Three ham and three spam, then spam/x.eml whose header claims CLAIMED
+    bytes, followed by only DATA_BYTES of data: the archive ends inside it."""
+    members = {f"ham/{number}.eml": message(f"ham {number}") for number in range(3)}
+    members |= {f"spam/{number}.eml": message(f"offer {number}") for number in range(3)}
+    make_tar(path, members, mode)
+    with tarfile.open(path, "a") as archive:
+        info = tarfile.TarInfo("spam/x.eml")
+        info.size = claimed
+        archive.addfile(info)
+        assert archive.fileobj is not None
+        archive.fileobj.write(b"y" * data_bytes)
+    return path
+
+
+def test_corpus_member_claiming_100_gib_is_a_failure_of_its_own(tmp_path: Path) -> None:
+    # Was a MemoryError traceback for evaluate, train and learn: the whole run lost.
+    archive = lying_tar(tmp_path / "lying.tar", 100 * 2**30, 2_000_000)
+
+    corpus = load_corpus([archive])
+    whole = list(iter_messages(archive))  # as learn reads: whole messages
+    capped = list(iter_messages(archive, read_limit=1000))  # as predict reads
+
+    assert corpus.counts() == {HAM: 3, SPAM: 3}
+    expected = ReadFailure(
+        f"{archive}:spam/x.eml",
+        "the archive ends before the 107,374,182,400 bytes its header gives",
+    )
+    assert expected in corpus.failures
+    assert len([item for item in whole if isinstance(item, RawMessage)]) == 6
+    assert expected in whole
+    # predict reads a member's first bytes only, and scores them; that the
+    # archive ends early shows when the next member is looked for.
+    assert [item.source for item in capped if isinstance(item, RawMessage)][-1] == expected.source
+    truncated = ReadFailure(str(archive), "corrupt or truncated archive: unexpected end of data")
+    assert capped[-1] == truncated
+
+
+def test_corpus_evaluate_survives_a_member_claiming_100_gib(
+    tmp_path: Path, synthetic_model_dir: Path
+) -> None:
+    archive = lying_tar(tmp_path / "lying.tar", 100 * 2**30, 2_000_000)
+    spamcli = Path(sys.executable).with_name("spamcli")
+
+    completed = subprocess.run(
+        [spamcli, "evaluate", "--no-record", "-m", synthetic_model_dir, archive],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert f"spamcli: {archive}:spam/x.eml: the archive ends before" in completed.stderr
+    assert re.search(r"^messages\s+6$", completed.stdout, re.MULTILINE), completed.stdout
+
+
+class Zeros(io.RawIOBase):
+    """SIZE zero bytes, made as they are read."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_corpus_a_huge_member_costs_its_first_megabyte_not_itself(tmp_path: Path) -> None:
+    # A .tar.gz of 1 GiB of zeros in one member took evaluate and train to
+    # 2,090 MiB: the member held whole, twice. 256 MiB shows it as well.
+    size = 256 * 2**20
+    archive = tmp_path / "zeros.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("spam/zeros.eml")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(Zeros(size)))
+        for number in range(2):
+            data = message(f"ham {number}")
+            info = tarfile.TarInfo(f"ham/{number}.eml")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    # The peak of this process alone: VmHWM starts again at exec, whereas
+    # ru_maxrss keeps the forking test process's own (143 MiB here).
+    script = (
+        "import re, sys\n"
+        "from spamcli.corpus import load_corpus\n"
+        "corpus = load_corpus([sys.argv[1]])\n"
+        "zeros = [m for m in corpus.messages if m.label == 'spam'][0]\n"
+        "print(len(corpus.messages), len(zeros.raw), zeros.sha256())\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) // 1024)\n"
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-c", script, archive], capture_output=True, text=True, timeout=120
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    counts, peak_mib = completed.stdout.splitlines()
+    digest = hashlib.sha256()
+    for _ in range(size // 2**20):
+        digest.update(bytes(2**20))
+    assert counts.split() == ["3", str(MAX_MESSAGE_BYTES), digest.hexdigest()]
+    assert int(peak_mib) < 100, f"peak RSS {peak_mib} MiB for a {size >> 20} MiB member"
+
+
+def test_corpus_messages_cut_are_told_apart_by_all_their_bytes(tmp_path: Path) -> None:
+    head = message("big", "x" * MAX_MESSAGE_BYTES)
+    write(tmp_path / "spam" / "a.eml", head + b"one ending\n")
+    write(tmp_path / "spam" / "b.eml", head + b"another ending\n")
+    write(tmp_path / "spam" / "c.eml", head + b"one ending\n")
+
+    corpus = load_corpus([tmp_path])
+
+    assert [Path(item.source).name for item in corpus.messages] == ["a.eml", "b.eml"]
+    assert corpus.duplicates == 1
+    assert all(len(item.raw) == MAX_MESSAGE_BYTES for item in corpus.messages)
+    assert corpus.messages[0].sha256() == hashlib.sha256(head + b"one ending\n").hexdigest()
+
+
+def test_corpus_members_that_are_no_message_files_are_noted(tmp_path: Path) -> None:
+    # Dropped without a note before; a folder's FIFO or device is a note.
+    archive = make_tar(tmp_path / "odd.tar", {"spam/real.eml": message("offer")})
+    with tarfile.open(archive, "a") as tar:
+        for name, kind in (
+            ("spam/link.eml", tarfile.SYMTYPE),
+            ("spam/hard.eml", tarfile.LNKTYPE),
+            ("spam/pipe", tarfile.FIFOTYPE),
+            ("spam/null", tarfile.CHRTYPE),
+            ("spam/.hidden-link", tarfile.SYMTYPE),
+        ):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "spam/real.eml"
+            tar.addfile(info)
+        data = message("escape")
+        info = tarfile.TarInfo("../spam/evil.eml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    found = list(iter_messages(archive))
+
+    assert found == [
+        RawMessage(f"{archive}:spam/real.eml", message("offer")),
+        ReadFailure(f"{archive}:spam/link.eml", "not a regular file (a symbolic link)", True),
+        ReadFailure(f"{archive}:spam/hard.eml", "not a regular file (a hard link)", True),
+        ReadFailure(f"{archive}:spam/pipe", "not a regular file (a FIFO)", True),
+        ReadFailure(f"{archive}:spam/null", "not a regular file (a device)", True),
+        ReadFailure(f"{archive}:../spam/evil.eml", "its name leads out of the archive (..)", True),
+    ]
+    assert load_corpus([tmp_path]).counts() == {HAM: 0, SPAM: 1}
+
+
+def test_corpus_csv_without_a_header_row_shows_only_its_start(tmp_path: Path) -> None:
+    table = tmp_path / "mail.csv"
+    table.write_text("spam," + "buy now " * 10_000 + "\nham,hello\n")
+
+    with pytest.raises(CorpusError) as raised:
+        list(iter_labelled([table]))
+
+    text = str(raised.value)
+    assert "the header row needs a text column" in text
+    assert len(text) < 400, text
+    assert text.endswith("... (80,010 characters)")
+
+
+def test_corpus_csv_unterminated_quote_is_a_failure_not_a_message(tmp_path: Path) -> None:
+    # The field ran to the end of the file: two rows became one message.
+    table = tmp_path / "mail.csv"
+    table.write_text(
+        'label,text\nham,"fine, ""quoted"" and\nmultiline"\n'
+        'spam,"never closed\nham,lost\nspam,lost too\n'
+    )
+
+    items = list(iter_labelled([table]))
+
+    assert items[0] == LabelledMessage(f"{table}:2", HAM, b'fine, "quoted" and\nmultiline')
+    assert isinstance(items[1], ReadFailure) and len(items) == 2
+    assert items[1].source == f"{table}:4"
+    assert "a quoted field is never closed" in items[1].reason
+    assert "(3 lines)" in items[1].reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'label,text\nham,"closed"\n',
+        'label,text\nham,"closed"\r\n',
+        'label,text\nham,"a ""quote"" inside"\n',
+        'label,text\nham,a "quote" unquoted\n',
+        'label,text\nham,"closed" then more\n',
+        "label,text\nham,no final newline",
+    ],
+)
+def test_corpus_csv_closed_last_rows_are_read(tmp_path: Path, text: str) -> None:
+    table = tmp_path / "mail.csv"
+    table.write_bytes(text.encode())
+
+    items = list(iter_labelled([table]))
+
+    assert len(items) == 1 and isinstance(items[0], LabelledMessage), items
 
 
 # --------------------------------------------------------------------------

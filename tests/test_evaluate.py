@@ -587,3 +587,39 @@ def test_training_config_rejects_a_recall_out_of_range() -> None:
         TrainingConfig(target_recall=0.0)
     with pytest.raises(ValueError, match="target_recall"):
         TrainingConfig(target_recall=1.5)
+
+
+# --------------------------------------------------------------------------
+# What could not be read: each input, and why
+
+
+def test_evaluate_lists_each_unreadable_input_and_why(
+    runner: CliRunner, synthetic_model_dir: Path, generate_mail: Any, tmp_path: Path
+) -> None:
+    # It said "2 inputs could not be read", never which or why.
+    corpus = tmp_path / "corpus"
+    for label in ("ham", "spam"):
+        (corpus / label).mkdir(parents=True)
+        for number, raw in enumerate(generate_mail(label, 3, 7)):
+            (corpus / label / f"{number}.eml").write_bytes(raw)
+    (corpus / "spam" / "gone.eml").symlink_to(tmp_path / "nothing")
+    (corpus / "ham" / "broken.tar.gz").write_bytes(b"not gzip at all\n")
+
+    text = invoke(runner, "evaluate", corpus, "-m", synthetic_model_dir)
+    as_json = evaluate_json(runner, corpus, "-m", synthetic_model_dir)
+
+    assert text.exit_code == 0, text.output
+    assert text.stderr.splitlines() == [
+        f"spamcli: {corpus / 'ham' / 'broken.tar.gz'}: not a tar archive, or a corrupt one",
+        f"spamcli: {corpus / 'spam' / 'gone.eml'}: broken symbolic link",
+        "spamcli: 2 inputs could not be read",
+    ]
+    assert as_json["messages"] == 6
+    assert as_json["unreadable"] == 2
+    assert as_json["unreadable_inputs"] == [
+        {
+            "source": str(corpus / "ham" / "broken.tar.gz"),
+            "reason": "not a tar archive, or a corrupt one",
+        },
+        {"source": str(corpus / "spam" / "gone.eml"), "reason": "broken symbolic link"},
+    ]

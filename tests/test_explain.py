@@ -1,33 +1,30 @@
 """Tests of spamcli.explaining and `spamcli predict --explain`: each listed
-effect is the score minus the score of the message without that n-gram."""
+effect is the score minus the score of the message without that n-gram's
+bucket, the other buckets' inputs rescaled from 1/sqrt(k) to 1/sqrt(k-1)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from conftest import write_synthetic_model
+from conftest import SYNTHETIC_ROWS, write_synthetic_model
 
-from spamcli import artifacts
-from spamcli.artifacts import ScoringExport
+from spamcli.artifacts import read_metadata
 from spamcli.cli import cli
-from spamcli.explaining import OUT_OF_VOCABULARY, explain_text
-from spamcli.scoring import OUT_OF_VOCABULARY_INDEX, Scorer
-from spamcli.tokens import ngrams
+from spamcli.explaining import BOTH, explain_text
+from spamcli.features import bucket, feature_ngrams, message_ngrams
+from spamcli.online import Network
+from spamcli.scoring import Scorer
 
 PREDICTION_LINE = re.compile(r"(?P<label>ham|unsure|spam) (?P<score>[01]\.\d{6}) (?P<source>.+)")
-EFFECT_LINE = re.compile(
-    r"    (?P<effect>[+-]\d\.\d{6})  (?:\"(?P<token>[^\"]+)\"|(?P<bucket>\(out of vocabulary\)))"
-)
-# An out-of-vocabulary word: it only adds to bucket 0, as do the bigrams it makes.
-SEPARATOR = "zzseparatorzz"
+EFFECT_LINE = re.compile(r"    (?P<effect>[+-]\d\.\d{6})  \"(?P<token>[^\"]+)\"")
 
 
 def invoke(runner: CliRunner, *args: str | Path) -> Result:
@@ -40,16 +37,14 @@ def heldout_texts(scorer: Scorer, heldout_dir: Path, label: str) -> list[str]:
     ]
 
 
-def reference_score(export: ScoringExport, indices: set[int]) -> float:
-    """The model on an explicit multi-hot vector, as Keras computes it."""
-    vector = np.zeros(len(export.vocabulary))
-    vector[sorted(indices)] = 1.0
-    if indices and export.normalization == "count":
-        vector /= len(indices)
-    elif indices and export.normalization == "l2":
-        vector /= np.linalg.norm(vector)
+def reference_score(network: Any, indices: set[int]) -> float:
+    """The network on an explicit input vector (1/sqrt(n) at each of the n
+    buckets), as Keras computes it."""
+    vector = np.zeros(network.spec.features.buckets)
+    if indices:
+        vector[sorted(indices)] = 1 / np.sqrt(len(indices))
     hidden = vector
-    for layer in export.layers:
+    for layer in network.layers:
         hidden = hidden @ layer.kernel.astype(np.float64) + layer.bias
         hidden = (
             np.maximum(hidden, 0.0) if layer.activation == "relu" else 1 / (1 + np.exp(-hidden))
@@ -57,23 +52,30 @@ def reference_score(export: ScoringExport, indices: set[int]) -> float:
     return float(hidden[0])
 
 
-def text_without(scorer: Scorer, text: str, removed: int) -> str | None:
-    """A token string whose n-grams are those of TEXT but n-gram REMOVED, or
-    None where no token string can say that (a word of a bigram that stays).
+def folder_network(model_dir: Path) -> Any:
+    return Network.from_folder(model_dir, read_metadata(model_dir))
 
-    Each remaining n-gram is written on its own between out-of-vocabulary
-    separators, which only touch bucket 0, so TEXT must already use it."""
-    present = set(scorer.present_indices(text).tolist())
-    assert OUT_OF_VOCABULARY_INDEX in present
-    assert SEPARATOR not in scorer.vocabulary
-    chunks = [
-        scorer.vocabulary[index]
-        for index in sorted(present)
-        if index not in (OUT_OF_VOCABULARY_INDEX, removed)
-    ]
-    modified = f" {SEPARATOR} ".join(chunks)
-    expected = present - {removed}
-    return modified if set(scorer.present_indices(modified).tolist()) == expected else None
+
+def bucket_of_effect(scorer: Scorer, token: str) -> int:
+    """The one bucket an effect's n-grams (joined by BOTH) fall in."""
+    bits = scorer.features.bits
+    buckets = {bucket(gram, bits) for gram in token.split(BOTH)}
+    assert len(buckets) == 1, token
+    return buckets.pop()
+
+
+def one_token_shorter(scorer: Scorer, text: str) -> list[tuple[str, int]]:
+    """(TEXT without one of its tokens, the bucket that removal drops), for
+    each token whose removal drops exactly one bucket and adds none."""
+    words = text.split()[: scorer.features.max_tokens]
+    present = set(scorer.present_indices(" ".join(words)).tolist())
+    shorter = []
+    for position in range(len(words)):
+        modified = " ".join(words[:position] + words[position + 1 :])
+        remaining = set(scorer.present_indices(modified).tolist())
+        if remaining < present and len(present - remaining) == 1:
+            shorter.append((modified, (present - remaining).pop()))
+    return shorter
 
 
 # --------------------------------------------------------------------------
@@ -87,12 +89,15 @@ def test_explain_names_only_ngrams_of_the_message(
     for label in ("ham", "spam"):
         for text in heldout_texts(scorer, heldout_dir, label):
             explanation = explain_text(scorer, text, top=50)
-            message_ngrams = set(ngrams(text.split()))
+            by_bucket = feature_ngrams(text, scorer.features)
             assert explanation.effects
-            for effect in explanation.effects:
-                if effect.token != OUT_OF_VOCABULARY:
-                    assert effect.token in message_ngrams
-                    assert effect.token in scorer.vocabulary
+            buckets = [bucket_of_effect(scorer, effect.token) for effect in explanation.effects]
+            # One entry a bucket, named by every n-gram of the message in it
+            # (of the first max_tokens tokens), sorted.
+            assert len(buckets) == len(set(buckets))
+            for effect, index in zip(explanation.effects, buckets, strict=True):
+                assert effect.token == BOTH.join(by_bucket[index])
+                assert set(effect.token.split(BOTH)) <= set(message_ngrams(text, scorer.features))
 
 
 def test_explain_score_is_the_message_score(trained_model_dir: Path, heldout_dir: Path) -> None:
@@ -108,63 +113,74 @@ def test_explain_effects_agree_with_scoring_the_message_without_the_ngram(
     trained_model_dir: Path, heldout_dir: Path, label: str
 ) -> None:
     scorer = Scorer(trained_model_dir)
+    network = folder_network(trained_model_dir)
     text = heldout_texts(scorer, heldout_dir, label)[0]
-    explanation = explain_text(scorer, text, top=1000)
-    index = {term: position for position, term in enumerate(scorer.vocabulary)}
+    present = set(scorer.present_indices(text).tolist())
+    explanation = explain_text(scorer, text, top=10_000)
+    by_bucket = {
+        bucket_of_effect(scorer, effect.token): effect.effect for effect in explanation.effects
+    }
+
+    # Every bucket, against the network on the input without it.
+    for index in present:
+        expected = explanation.score - reference_score(network, present - {index})
+        if index in by_bucket:
+            assert by_bucket[index] == pytest.approx(expected, abs=1e-9)
+        else:
+            assert expected == pytest.approx(0.0, abs=1e-9)
+    # And where a token string without the n-gram exists (one token fewer,
+    # one bucket fewer), against scoring that string.
     compared = 0
-    for effect in explanation.effects:
-        if effect.token == OUT_OF_VOCABULARY:
-            continue
-        modified = text_without(scorer, text, index[effect.token])
-        if modified is None:
-            continue
+    for modified, index in one_token_shorter(scorer, text):
         score_without = float(scorer.score_texts([modified])[0])
-        assert effect.effect == pytest.approx(explanation.score - score_without, abs=1e-9)
+        assert by_bucket.get(index, 0.0) == pytest.approx(
+            explanation.score - score_without, abs=1e-9
+        )
         compared += 1
-    assert compared >= 5
+    assert compared >= 2
 
 
-def test_explain_every_effect_matches_a_multi_hot_reference(
-    synthetic_model_dir: Path, synthetic_export: ScoringExport
+def test_explain_every_effect_matches_a_dense_reference(
+    synthetic_model_dir: Path, synthetic_network: Any
 ) -> None:
     scorer = Scorer(synthetic_model_dir)
-    # cash, prize, meeting, "cash prize", the, and bucket 0 ("prize meeting", "meeting the")
+    # cash, prize, meeting, the, "cash prize", and two bigrams of small rows
     text = "cash prize meeting the"
     present = set(scorer.present_indices(text).tolist())
-    assert present == {0, 1, 2, 3, 4, 5}
+    assert len(present) == 7
 
     explanation = explain_text(scorer, text, top=10)
 
-    assert explanation.score == pytest.approx(reference_score(synthetic_export, present), abs=1e-9)
+    assert explanation.score == pytest.approx(reference_score(synthetic_network, present), abs=1e-9)
     by_token = {effect.token: effect.effect for effect in explanation.effects}
-    for position in present:
-        token = OUT_OF_VOCABULARY if position == 0 else synthetic_export.vocabulary[position]
-        expected = explanation.score - reference_score(synthetic_export, present - {position})
-        if expected != 0.0:
-            assert by_token[token] == pytest.approx(expected, abs=1e-9), token
+    for index, grams in feature_ngrams(text, scorer.features).items():
+        expected = explanation.score - reference_score(synthetic_network, present - {index})
+        assert by_token[BOTH.join(grams)] == pytest.approx(expected, abs=1e-9), grams
     assert by_token["cash"] > 0 and by_token["prize"] > 0
     assert by_token["meeting"] < 0
 
 
-@pytest.mark.parametrize("normalization", ["l2", "none"])
-def test_explain_with_other_normalisations_matches_the_reference(
-    tmp_path: Path, synthetic_export: ScoringExport, normalization: str
-) -> None:
-    export = dataclasses.replace(synthetic_export, normalization=normalization)
-    model_dir = write_synthetic_model(tmp_path / normalization)
-    metadata = json.loads((model_dir / artifacts.METADATA_FILE).read_text())
-    metadata["export"] = artifacts.write_export(model_dir, export)
-    artifacts.write_metadata(model_dir, metadata)
-    scorer = Scorer(model_dir)
-    present = {0, 1, 2, 3, 4, 5}
+def test_explain_removal_rescales_the_other_buckets(tmp_path: Path, synthetic_network: Any) -> None:
+    # An n-gram whose row is all zeros adds nothing to the first layer's sum,
+    # yet removing it moves the score: the other buckets' inputs grow from
+    # 1/sqrt(k) to 1/sqrt(k-1).
+    bits = synthetic_network.spec.features.bits
+    taken = {bucket(gram, bits) for gram in (*SYNTHETIC_ROWS, "cash zzinert", "zzinert cash")}
+    assert bucket("zzinert", bits) not in taken
+    synthetic_network.layers[0].kernel[bucket("zzinert", bits)] = 0.0
+    scorer = Scorer(write_synthetic_model(tmp_path / "inert", synthetic_network))
+    present = set(scorer.present_indices("cash zzinert").tolist())
 
-    explanation = explain_text(scorer, "cash prize meeting the", top=10)
+    effects = {
+        effect.token: effect.effect for effect in explain_text(scorer, "cash zzinert").effects
+    }
 
-    assert explanation.score == pytest.approx(reference_score(export, present), abs=1e-9)
-    for effect in explanation.effects:
-        position = 0 if effect.token == OUT_OF_VOCABULARY else export.vocabulary.index(effect.token)
-        expected = explanation.score - reference_score(export, present - {position})
-        assert effect.effect == pytest.approx(expected, abs=1e-9), effect.token
+    inert = bucket("zzinert", bits)
+    expected = reference_score(synthetic_network, present) - reference_score(
+        synthetic_network, present - {inert}
+    )
+    assert expected != pytest.approx(0.0, abs=1e-6)
+    assert effects["zzinert"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_explain_orders_effects_and_keeps_the_top_each_way(synthetic_model_dir: Path) -> None:
@@ -184,10 +200,9 @@ def test_explain_orders_effects_and_keeps_the_top_each_way(synthetic_model_dir: 
     assert explain_text(scorer, text, top=0).effects == []
 
 
-def test_explain_one_ngram_and_no_ngram(
-    synthetic_model_dir: Path, synthetic_export: ScoringExport
-) -> None:
+def test_explain_one_ngram_and_no_ngram(synthetic_model_dir: Path, synthetic_network: Any) -> None:
     scorer = Scorer(synthetic_model_dir)
+    cash = bucket("cash", synthetic_network.spec.features.bits)
 
     nothing = explain_text(scorer, "")
     single = explain_text(scorer, "cash")
@@ -196,18 +211,48 @@ def test_explain_one_ngram_and_no_ngram(
     assert nothing.score == pytest.approx(float(scorer.score_texts([""])[0]), abs=1e-12)
     assert [effect.token for effect in single.effects] == ["cash"]
     assert single.effects[0].effect == pytest.approx(
-        reference_score(synthetic_export, {1}) - reference_score(synthetic_export, set()), abs=1e-9
+        reference_score(synthetic_network, {cash}) - reference_score(synthetic_network, set()),
+        abs=1e-9,
     )
 
 
-def test_explain_out_of_vocabulary_ngrams_are_one_entry(synthetic_model_dir: Path) -> None:
-    scorer = Scorer(synthetic_model_dir)
+def colliding_words(spec_bits: int, avoid: set[int]) -> tuple[str, str]:
+    """Two made-up words that hash to one bucket, none of AVOID."""
+    seen: dict[int, str] = {}
+    for number in range(100_000):
+        word = f"zzword{number}"
+        index = bucket(word, spec_bits)
+        if index in avoid:
+            continue
+        if index in seen:
+            return seen[index], word
+        seen[index] = word
+    raise AssertionError("no two words share a bucket")
 
-    explanation = explain_text(scorer, "unknown words only here cash", top=10)
+
+def test_explain_ngrams_sharing_a_bucket_are_one_entry(
+    synthetic_model_dir: Path, synthetic_network: Any
+) -> None:
+    scorer = Scorer(synthetic_model_dir)
+    bits = synthetic_network.spec.features.bits
+    first, second = colliding_words(bits, {bucket(gram, bits) for gram in SYNTHETIC_ROWS})
+    text = f"{first} cash {second}"
+    by_bucket = feature_ngrams(text, scorer.features)
+    present = set(by_bucket)
+
+    explanation = explain_text(scorer, text, top=10)
 
     tokens = [effect.token for effect in explanation.effects]
-    assert tokens.count(OUT_OF_VOCABULARY) == 1
-    assert set(tokens) == {OUT_OF_VOCABULARY, "cash"}
+    assert BOTH.join(sorted([first, second])) in tokens
+    assert first not in tokens and second not in tokens
+    # Every other n-gram is an entry of its own: a word no training saw has
+    # a bucket, not a shared out-of-vocabulary entry.
+    assert sorted(tokens) == sorted(BOTH.join(grams) for grams in by_bucket.values())
+    shared = bucket(first, bits)
+    effect = explanation.effects[tokens.index(BOTH.join(sorted([first, second])))].effect
+    assert effect == pytest.approx(
+        explanation.score - reference_score(synthetic_network, present - {shared}), abs=1e-9
+    )
 
 
 def test_explain_removing_the_top_spam_word_lowers_the_score(
@@ -257,8 +302,9 @@ def test_explain_cli_text_lists_effects_under_each_prediction(
         assert 0 < len(effects) <= 20
         values = [float(match["effect"]) for match in effects]
         assert values == sorted(values, reverse=True)
-        message_ngrams = set(ngrams(scorer.message_text(path.read_bytes()).split()))
-        assert all(match["bucket"] or match["token"] in message_ngrams for match in effects)
+        text = scorer.message_text(path.read_bytes())
+        grams = set(message_ngrams(text, scorer.features))
+        assert all(set(match["token"].split(BOTH)) <= grams for match in effects)
 
 
 def test_explain_cli_json_carries_the_list(

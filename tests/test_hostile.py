@@ -1,10 +1,12 @@
 """Hostile and broken input through `spamcli predict`, `evaluate` and `train`.
 
 Every message of tests/hostile_catalogue.py is classified, from a file and
-from stdin: one prediction line on stdout with a score in [0, 1], nothing on
-stderr, exit status 0. Every hostile path gives its one-line note or error
-on stderr and the exit status it promises, and nothing ever blocks: a FIFO in
-a folder is skipped, the stdin of a closed descriptor is an error.
+from stdin: one prediction line on stdout with a score in [0, 1], exit
+status 0, and nothing on stderr but, for input that is no mail (empty,
+binary, no header block), the one line saying so. Every hostile path gives
+its one-line note or error on stderr and the exit status it promises, and
+nothing ever blocks: a FIFO in a folder is skipped, the stdin of a closed
+descriptor is an error.
 
 The built-in model scores here: it needs no training, and these tests are
 about what reaches the scorer, not about a model's judgement.
@@ -36,6 +38,7 @@ from hostile_catalogue import (
 
 from spamcli.cli import DEFAULT_MODEL_DIR, cli
 from spamcli.config import EXIT_ERROR, MAX_MESSAGE_BYTES
+from spamcli.mail import looks_like_mail
 from spamcli.scoring import Scorer
 
 PREDICTION_LINE = re.compile(r"(?P<label>ham|unsure|spam) (?P<score>[01]\.\d{6}) (?P<source>.+)")
@@ -80,6 +83,15 @@ def assert_one_prediction(stdout: str, source: str, scorer: Scorer) -> float:
     return score
 
 
+def not_mail_warning(raw: bytes, source: str) -> str:
+    """The one line predict writes on stderr for input that is no mail
+    (empty, binary, no header block), else nothing: it is still scored."""
+    reason = looks_like_mail(raw)
+    if reason is None:
+        return ""
+    return f"spamcli: {source}: not a mail message ({reason}); its verdict means little\n"
+
+
 def catalogue_parameters() -> list[object]:
     """Each catalogue message; the big ones are slow only to build and copy."""
     parameters: list[object] = []
@@ -104,7 +116,7 @@ def test_hostile_message_from_a_file(
     result = predict(path)
 
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
+    assert result.stderr == not_mail_warning(raw, str(path))
     score = assert_one_prediction(result.stdout, str(path), scorer)
     # The score is the scorer's own for the whole message: reading only the
     # part that is parsed changes nothing.
@@ -113,10 +125,11 @@ def test_hostile_message_from_a_file(
 
 @pytest.mark.parametrize("message", catalogue_parameters())
 def test_hostile_message_on_stdin(message: HostileMessage, scorer: Scorer) -> None:
-    result = predict("-", input=message.build())
+    raw = message.build()
+    result = predict("-", input=raw)
 
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
+    assert result.stderr == not_mail_warning(raw, "-")
     assert_one_prediction(result.stdout, "-", scorer)
 
 
@@ -262,7 +275,7 @@ def test_hostile_stdin_from_dev_null_is_an_empty_message(scorer: Scorer) -> None
     completed = run_predict("-", stdin=subprocess.DEVNULL)
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stderr == ""
+    assert completed.stderr == not_mail_warning(b"", "-")
     score = assert_one_prediction(completed.stdout, "-", scorer)
     assert score == pytest.approx(scorer.score_messages([b""])[0], abs=1e-6)
 
@@ -311,7 +324,11 @@ def test_hostile_evaluate_reads_the_catalogue(tmp_path: Path) -> None:
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stderr == "spamcli: 2 inputs could not be read\n"
+    assert completed.stderr.splitlines() == [
+        f"spamcli: {corpus / 'ham' / 'dangling.eml'}: broken symbolic link",
+        f"spamcli: {corpus / 'spam' / 'never-written.fifo'}: not a regular file (a FIFO)",
+        "spamcli: 2 inputs could not be read",
+    ]
     import json
 
     result = json.loads(completed.stdout)

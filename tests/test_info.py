@@ -67,17 +67,26 @@ def test_info_text_shows_the_model_card(
     assert row(text, "created") == metadata["created"]
     for name, version in metadata["versions"].items():
         assert f"{name} {version}" in row(text, "versions")
-    assert row(text, "header policy") == tiny_config.header_policy == "origin"
-    vocabulary_size = len(artifacts.read_vocabulary(trained_model_dir))
-    assert row(text, "vocabulary").startswith(f"{vocabulary_size} n-grams")
+    assert row(text, "header policy") == tiny_config.header_policy == "all"
+    buckets = 2**tiny_config.bits
+    assert row(text, "input") == (
+        f"word unigrams and bigrams of the first {tiny_config.max_tokens} tokens, "
+        f"hashed into {buckets} buckets"
+    )
     first, second = tiny_config.hidden_units
-    assert row(text, "dense_0") == f"{vocabulary_size} -> {first}, relu"
+    assert row(text, "dense_0") == f"{buckets} -> {first}, relu"
     assert row(text, "dense_1") == f"{first} -> {second}, relu"
     assert row(text, "dense_2") == f"{second} -> 1, sigmoid"
     assert row(text, "epochs") == str(tiny_config.epochs)  # the hyperparameter
     training = metadata["training"]
     assert row(text, "epochs run") == f"{training['epochs_run']} (best {training['best_epoch']})"
-    assert row(text, "dropout") == f"{tiny_config.dropout:.6g}"
+    assert row(text, "learning_rate") == f"{tiny_config.learning_rate:.6g}"
+    difference = training["export_max_difference"]
+    assert row(text, "export check") == (
+        f"NumPy differs from Keras by at most {difference:.3g} on validation"
+    )
+    # What spamcli learn has changed since training: nothing yet.
+    assert row(text, "learned since") == "0 messages, 0 kernel rows changed since kernel.npz"
     assert row(text, "spam").startswith(f"{metadata['threshold']:.6g}")
     assert row(text, "ham").startswith("no unsure band")
     validation = metadata["validation"]
@@ -88,7 +97,7 @@ def test_info_text_shows_the_model_card(
     assert float(row(text, "ROC AUC")) == pytest.approx(metadata["validation"]["roc_auc"], abs=1e-6)
     assert row(text, "false positives") == str(metadata["validation"]["false_positives"])
     assert "\nevaluations since training (" in text
-    assert "learned" not in text
+    assert "\nlearned\n" not in text  # no messages given to spamcli learn
 
 
 def test_info_json_is_the_card(
@@ -118,9 +127,18 @@ def test_info_json_is_the_card(
         (tiny_config.hidden_units[1], "relu"),
         (1, "sigmoid"),
     ]
-    assert card["layers"][0]["inputs"] == card["vocabulary_size"]
-    assert card["vocabulary_size"] == len(artifacts.read_vocabulary(trained_model_dir))
+    assert card["layers"][0]["inputs"] == 2 ** card["features"]["bits"]
+    for key in ("features", "learning", "weights"):
+        assert card[key] == metadata[key], key
+    assert card["features"]["bits"] == tiny_config.bits
+    assert card["export_max_difference"] == metadata["training"]["export_max_difference"]
     assert card["learned"] is None
+    # The card, and where the model came from (see test_locations.py).
+    assert card.pop("location") == {
+        "origin": "option",
+        "reason": "given with -m/--model",
+        "read_only": False,
+    }
     assert card == model_card(trained_model_dir)
 
 

@@ -472,7 +472,8 @@ def test_mail_deeply_nested_multipart_is_cheap_and_does_not_raise() -> None:
     elapsed_seconds = time.perf_counter() - start
 
     assert fields_named(fields, "subject") == ["deep"]
-    assert elapsed_seconds < 0.5
+    # Loose enough for a loaded machine; the quadratic parse took seconds.
+    assert elapsed_seconds < 2.0
 
 
 # --- limits ------------------------------------------------------------------
@@ -519,7 +520,8 @@ def test_mail_50_megabyte_attachment_is_cheap() -> None:
     elapsed_seconds = time.perf_counter() - start
 
     assert fields == [("subject", "big"), ("attachment", "application/pdf big.pdf")]
-    assert elapsed_seconds < 0.5
+    # Loose enough for a loaded machine; the quadratic parse took seconds.
+    assert elapsed_seconds < 2.0
 
 
 def test_mail_large_html_is_cheap_and_not_cut_inside_a_tag() -> None:
@@ -531,7 +533,8 @@ def test_mail_large_html_is_cheap_and_not_cut_inside_a_tag() -> None:
     elapsed_seconds = time.perf_counter() - start
 
     assert fields == [("body", "Early words")]
-    assert elapsed_seconds < 0.5
+    # Loose enough for a loaded machine; the quadratic parse took seconds.
+    assert elapsed_seconds < 2.0
 
 
 # --- never raise -------------------------------------------------------------

@@ -1,50 +1,49 @@
-"""Tests of spamcli.model: the network's own layer and what the export records."""
+"""The Keras network: BucketDense computes a Dense layer over the sparse input,
+and BucketAdagrad keeps one accumulator a row of the first kernel."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
+import pytest
 
-from spamcli import artifacts
-
-
-def test_model_divide_by_count_averages_the_present_n_grams() -> None:
-    from spamcli.model import DivideByCount
-
-    bags = np.array([[1, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
-
-    divided = np.asarray(DivideByCount()(bags))
-
-    np.testing.assert_allclose(divided[0], [1 / 3, 0, 1 / 3, 1 / 3], rtol=1e-7)
-    np.testing.assert_array_equal(divided[1], [0, 1, 0, 0])
-    # An empty bag (nothing the vocabulary knows) stays zero, not NaN.
-    np.testing.assert_array_equal(divided[2], [0, 0, 0, 0])
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
 
 
-def test_model_trained_folder_records_count_normalization(trained_model_dir: Path) -> None:
-    metadata = json.loads((trained_model_dir / artifacts.METADATA_FILE).read_text())
+def test_model_bucket_dense_equals_a_dense_layer_over_the_dense_input() -> None:
+    from spamcli.model import build_model, dense_layers
 
-    assert metadata["format_version"] == artifacts.FORMAT_VERSION == 2
-    assert metadata["export"]["normalization"] == "count"
-    assert "l2_normalize" not in metadata["export"]
+    keras.utils.set_random_seed(1)
+    model = build_model(64, (5,), 0.1, 0.0, 0.1)
+    messages = [[1, 5, 9], [], [5, 63]]
+    positions = [[row, index] for row, indices in enumerate(messages) for index in indices]
+    values = [1 / np.sqrt(len(indices)) for indices in messages for _ in indices]
+    sparse = tf.SparseTensor(np.array(positions, np.int64), np.array(values, np.float32), (3, 64))
+
+    scores = np.asarray(model.predict_on_batch(sparse)).reshape(-1)
+
+    dense = np.asarray(tf.sparse.to_dense(tf.sparse.reorder(sparse)))
+    first, last = dense_layers(model)
+    hidden = np.maximum(dense @ first.kernel.numpy() + first.bias.numpy(), 0)
+    expected = 1 / (1 + np.exp(-(hidden @ last.kernel.numpy() + last.bias.numpy())))
+    np.testing.assert_allclose(scores, expected.reshape(-1), atol=1e-6)
 
 
-def test_model_saved_model_loads_in_safe_mode_with_its_layer(trained_model_dir: Path) -> None:
-    # The .keras file names the registered DivideByCount class; safe mode
-    # rebuilds it from spamcli's code, and the loaded model still scores
-    # as the export does.
-    from spamcli.model import normalization_layer
-    from spamcli.scoring import Scorer
+def test_model_first_kernel_has_one_accumulator_a_row() -> None:
+    from spamcli.model import build_model, dense_layers
 
-    model = artifacts.load_keras_model(trained_model_dir)
-    texts = ["cash prize winner", "meeting agenda minutes", ""]
+    model = build_model(128, (4, 3), 0.1, 0.25, 0.1)
+    model.optimizer.build(model.trainable_variables)
 
-    import tensorflow as tf
+    shapes = [tuple(accumulator.shape) for accumulator in model.optimizer._accumulators]
+    first = dense_layers(model)[0]
+    assert shapes[0] == (128,) and tuple(first.kernel.shape) == (128, 4)
+    assert shapes[1:] == [(4,), (4, 3), (3,), (3, 1), (1,)]
+    assert all(np.all(a.numpy() == 0.25) for a in model.optimizer._accumulators)
 
-    keras_scores = np.asarray(model(tf.constant(texts), training=False)).reshape(-1)
 
-    assert normalization_layer(model)[0] == "count"
-    scorer = Scorer(trained_model_dir)
-    np.testing.assert_allclose(keras_scores, scorer.score_texts(texts), atol=1e-5)
+def test_model_needs_a_hidden_layer() -> None:
+    from spamcli.model import build_model
+
+    with pytest.raises(ValueError, match="hidden layer"):
+        build_model(16, (), 0.1, 0.0, 0.1)

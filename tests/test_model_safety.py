@@ -1,17 +1,23 @@
-"""A damaged, lying or malicious model folder, through `spamcli predict` and
-`spamcli evaluate`: each is refused with one line on stderr and exit status 1
-(3 with --exit-status), and nothing in the folder is ever executed.
+"""A damaged, lying or malicious model folder, through `spamcli predict`,
+`spamcli evaluate` and `spamcli learn`: each is refused with one line on
+stderr and exit status 1 (3 with --exit-status), and nothing in the folder
+is ever executed.
 
-Most cases use the hand-made model of conftest.py (no TensorFlow). The
-Keras cases build a real .keras file with a Lambda layer.
+A model folder holds JSON and NumPy arrays only: there is no Keras file, so
+no loader can run code from it. The .npz files are read by the standard
+library (artifacts.WeightsFile), never unpickled. Most cases use the
+hand-made model of conftest.py (no TensorFlow).
 """
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,18 +31,18 @@ from click.testing import CliRunner, Result
 
 from spamcli import artifacts
 from spamcli.artifacts import (
-    KERAS_FILE,
+    CHANGED_ROWS,
+    FIRST_KERNEL,
+    KERNEL_FILE,
     METADATA_FILE,
-    VOCABULARY_FILE,
-    VOCABULARY_INDEX_FILE,
+    REQUIRED_FILES,
     WEIGHTS_FILE,
 )
 from spamcli.cli import cli
 from spamcli.config import EXIT_ERROR
-from spamcli.errors import ModelError
 
 MESSAGE = b"From: a@example.org\nSubject: cash prize\n\nclaim the cash prize at the meeting\n"
-PREDICTION_LINE = re.compile(r"(ham|unsure|spam) [01]\.\d{6} .+")
+NPZ_FILES = (KERNEL_FILE, WEIGHTS_FILE)
 
 
 @pytest.fixture
@@ -54,6 +60,10 @@ def evaluate(model_dir: Path, message_path: Path) -> Result:
     return CliRunner().invoke(cli, ["evaluate", "-m", str(model_dir), "--ham", str(message_path)])
 
 
+def learn(model_dir: Path, message_path: Path) -> Result:
+    return CliRunner().invoke(cli, ["learn", "-m", str(model_dir), "--spam", str(message_path)])
+
+
 def assert_refused(result: Result, message: str, status: int = 1) -> None:
     """Nothing on stdout, one 'Error: ...' line on stderr holding MESSAGE."""
     assert result.exit_code == status, result.output
@@ -65,6 +75,17 @@ def assert_refused(result: Result, message: str, status: int = 1) -> None:
     assert "Traceback" not in result.stderr
 
 
+def listing(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def assert_learn_refused(model_dir: Path, message_path: Path, message: str) -> None:
+    """learn refuses too, and leaves the folder as it was."""
+    before = listing(model_dir)
+    assert_refused(learn(model_dir, message_path), message)
+    assert listing(model_dir) == before
+
+
 def metadata_of(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
 
@@ -73,12 +94,16 @@ def write_metadata(model_dir: Path, metadata: object) -> None:
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
 
 
-def rewrite_weights(model_dir: Path, **arrays: Any) -> None:
-    with np.load(model_dir / WEIGHTS_FILE) as stored:
-        current = {name: stored[name] for name in stored.files}
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def rewrite_npz(path: Path, **arrays: Any) -> None:
+    current = npz_arrays(path)
     current.update(arrays)
-    with open(model_dir / WEIGHTS_FILE, "wb") as weights_file:
-        np.savez(weights_file, **current)
+    with open(path, "wb") as npz_file:
+        np.savez(npz_file, **current)
 
 
 # --------------------------------------------------------------------------
@@ -113,7 +138,7 @@ DAMAGES = {
     "zeroed": zero,
     "missing": remove,
 }
-# What predict and evaluate say for each read file and damage.
+# What predict, evaluate and learn say for each file and damage.
 EXPECTED_ERRORS = {
     METADATA_FILE: {
         "truncated-half": "cannot read",
@@ -122,19 +147,15 @@ EXPECTED_ERRORS = {
         "zeroed": "cannot read",
         "missing": "metadata.json is missing",
     },
-    VOCABULARY_FILE: {
-        "truncated-half": "vocabulary.txt has",
-        "truncated-last-10-bytes": "vocabulary.txt has",
-        "empty": "vocabulary.txt has 0 n-grams",
-        "zeroed": "vocabulary.txt has",
-        "missing": "vocabulary.txt is missing",
-    },
-    WEIGHTS_FILE: {
-        "truncated-half": "cannot read the scoring export",
-        "truncated-last-10-bytes": "cannot read the scoring export",
-        "empty": "cannot read the scoring export",
-        "zeroed": "cannot read the scoring export",
-        "missing": "weights.npz is missing",
+    **{
+        name: {
+            "truncated-half": f"cannot read {name} in",
+            "truncated-last-10-bytes": f"cannot read {name} in",
+            "empty": f"cannot read {name} in",
+            "zeroed": f"cannot read {name} in",
+            "missing": f"{name} is missing",
+        }
+        for name in NPZ_FILES
     },
 }
 
@@ -152,30 +173,7 @@ def test_model_safety_damaged_file_is_refused(
         predict(synthetic_model_dir, message_path, "--exit-status"), expected, EXIT_ERROR
     )
     assert_refused(evaluate(synthetic_model_dir, message_path), expected)
-
-
-@pytest.mark.parametrize("damage", sorted(set(DAMAGES) - {"missing"}))
-def test_model_safety_damaged_keras_file_does_not_stop_scoring(
-    synthetic_model_dir: Path, message_path: Path, damage: str
-) -> None:
-    # predict and evaluate score from the export and never open model.keras;
-    # only its absence marks the folder incomplete (see the test above).
-    before = predict(synthetic_model_dir, message_path)
-    DAMAGES[damage](synthetic_model_dir / KERAS_FILE)
-
-    after = predict(synthetic_model_dir, message_path)
-
-    assert after.exit_code == 0
-    assert after.stdout == before.stdout
-
-
-def test_model_safety_missing_keras_file_is_refused(
-    synthetic_model_dir: Path, message_path: Path
-) -> None:
-    (synthetic_model_dir / KERAS_FILE).unlink()
-
-    assert_refused(predict(synthetic_model_dir, message_path), "model.keras is missing")
-    assert_refused(evaluate(synthetic_model_dir, message_path), "model.keras is missing")
+    assert_learn_refused(synthetic_model_dir, message_path, expected)
 
 
 def test_model_safety_missing_folder_is_refused(tmp_path: Path, message_path: Path) -> None:
@@ -190,40 +188,81 @@ def set_version(version: object) -> Callable[[dict[str, Any]], None]:
     def change(metadata: dict[str, Any]) -> None:
         metadata["format_version"] = version
 
+    change.__name__ = f"version_{version!r}"
     return change
 
 
-def add_vocabulary_line(model_dir: Path) -> None:
-    with open(model_dir / VOCABULARY_FILE, "a", encoding="utf-8") as vocabulary:
-        vocabulary.write("an extra n-gram\n")
+def insert_a_layer(metadata: dict[str, Any]) -> None:
+    # A valid network, but not the one weights.npz holds.
+    metadata["network"]["layers"].insert(1, {"units": 3, "activation": "relu"})
 
 
-def add_a_layer(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"].append({"name": "dense_2", "activation": "sigmoid"})
+def add_a_sigmoid_layer(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"].append({"units": 1, "activation": "sigmoid"})
 
 
 def drop_the_last_layer(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"].pop()
-
-
-def repeat_the_first_layer(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"].insert(1, dict(metadata["export"]["layers"][0]))
+    metadata["network"]["layers"].pop()
 
 
 def no_layers(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"] = []
+    metadata["network"]["layers"] = []
 
 
 def softmax_activation(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"][-1]["activation"] = "softmax"
+    metadata["network"]["layers"][-1]["activation"] = "softmax"
 
 
 def code_as_activation(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"][0]["activation"] = "__import__('os').system('true')"
+    metadata["network"]["layers"][0]["activation"] = "__import__('os').system('true')"
 
 
-def layer_name_is_a_path(metadata: dict[str, Any]) -> None:
-    metadata["export"]["layers"][0]["name"] = "../../etc/passwd"
+def more_units_than_the_kernel(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][0]["units"] = 4
+
+
+def units_beyond_any_network(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][0]["units"] = 10**9
+
+
+def units_true(metadata: dict[str, Any]) -> None:
+    metadata["network"]["layers"][0]["units"] = True
+
+
+def more_bits_than_the_kernel(metadata: dict[str, Any]) -> None:
+    metadata["features"]["bits"] += 1
+
+
+def bits_beyond_any_kernel(metadata: dict[str, Any]) -> None:
+    metadata["features"]["bits"] = 64
+
+
+def bits_as_a_string(metadata: dict[str, Any]) -> None:
+    metadata["features"]["bits"] = "8"
+
+
+def max_tokens_true(metadata: dict[str, Any]) -> None:
+    metadata["features"]["max_tokens"] = True
+
+
+def max_tokens_negative(metadata: dict[str, Any]) -> None:
+    metadata["features"]["max_tokens"] = -1
+
+
+def features_missing(metadata: dict[str, Any]) -> None:
+    del metadata["features"]
+
+
+def learning_missing(metadata: dict[str, Any]) -> None:
+    del metadata["learning"]
+
+
+def learning_rate_is_code(metadata: dict[str, Any]) -> None:
+    metadata["learning"]["learning_rate"] = "__import__('os').system('true')"
+
+
+def learning_rate_infinite(metadata: dict[str, Any]) -> None:
+    metadata["learning"]["learning_rate"] = float("inf")
 
 
 def threshold_above_one(metadata: dict[str, Any]) -> None:
@@ -242,39 +281,43 @@ def header_policy_is_a_path(metadata: dict[str, Any]) -> None:
     metadata["header_policy"] = "../../content"
 
 
-def export_missing(metadata: dict[str, Any]) -> None:
-    del metadata["export"]
+def network_missing(metadata: dict[str, Any]) -> None:
+    del metadata["network"]
 
 
-def normalization_unknown(metadata: dict[str, Any]) -> None:
-    metadata["export"]["normalization"] = "__import__('os').system('true')"
-
-
-def normalization_missing(metadata: dict[str, Any]) -> None:
-    del metadata["export"]["normalization"]
-
-
+EARLIER = "a vocabulary fixed at training time, which cannot learn new words); train a new model"
 METADATA_LIES = [
-    (set_version(3), "format version 3; this spamcli reads versions 1 and 2"),
+    (set_version(1), f"format version 1, {EARLIER}"),
+    (set_version(2), f"format version 2, {EARLIER}"),
+    (set_version(4), "format version 4; this spamcli reads version 3"),
     (set_version(True), "format version True"),
     (set_version(999), "format version 999"),
-    (set_version("1"), "format version '1'"),
+    (set_version("3"), "format version '3'"),
     (set_version(None), "format version None"),
-    (set_version(1.5), "format version 1.5"),
-    (add_a_layer, "no valid layer 'dense_2'"),
+    (set_version(3.5), "format version 3.5"),
+    (insert_a_layer, "weights.npz has no dense_1.kernel of the right shape"),
+    (add_a_sigmoid_layer, "the network's hidden layers must be ReLU layers"),
     (drop_the_last_layer, "does not end in one sigmoid unit"),
-    (repeat_the_first_layer, "layer 'dense_0' does not fit the layer before it"),
-    (no_layers, "does not end in one sigmoid unit"),
-    (softmax_activation, "no valid layer 'dense_1'"),
-    (code_as_activation, "no valid layer 'dense_0'"),
-    (layer_name_is_a_path, "no valid layer '../../etc/passwd'"),
+    (no_layers, "metadata does not describe the network"),
+    (softmax_activation, "layer 1 of the network is not valid"),
+    (code_as_activation, "layer 0 of the network is not valid"),
+    (more_units_than_the_kernel, "kernel.npz does not hold the 256 x 4 first kernel"),
+    (units_beyond_any_network, "layer 0 of the network is not valid"),
+    (units_true, "layer 0 of the network is not valid"),
+    (more_bits_than_the_kernel, "kernel.npz does not hold the 512 x 3 first kernel"),
+    (bits_beyond_any_kernel, "bits must be between 1 and 30, not 64"),
+    (bits_as_a_string, "metadata describes no valid input"),
+    (max_tokens_true, "metadata describes no valid input"),
+    (max_tokens_negative, "metadata describes no valid input"),
+    (features_missing, "metadata does not describe the network"),
+    (network_missing, "metadata does not describe the network"),
+    (learning_missing, "metadata does not describe the optimizer"),
+    (learning_rate_is_code, "the optimizer's learning_rate \"__import__('os').system('true')\""),
+    (learning_rate_infinite, "the optimizer's learning_rate inf is not a number"),
     (threshold_above_one, "the threshold 7 is not between 0 and 1"),
     (threshold_not_a_number, "the threshold nan is not between 0 and 1"),
     (ham_cutoff_above_threshold, "the ham cut-off 0.9 is not between 0 and the threshold"),
     (header_policy_is_a_path, "unknown header policy '../../content'"),
-    (export_missing, "metadata does not describe the scoring export"),
-    (normalization_unknown, "unknown normalization \"__import__('os').system('true')\""),
-    (normalization_missing, "unknown normalization None"),
 ]
 
 
@@ -293,27 +336,81 @@ def test_model_safety_metadata_that_lies_is_refused(
 
     assert_refused(predict(synthetic_model_dir, message_path), message)
     assert_refused(evaluate(synthetic_model_dir, message_path), message)
-
-
-def test_model_safety_vocabulary_longer_than_the_kernel_is_refused(
-    synthetic_model_dir: Path, message_path: Path
-) -> None:
-    add_vocabulary_line(synthetic_model_dir)
-
-    message = "layer 'dense_0' does not fit the vocabulary: vocabulary.txt has 7 n-grams"
-    assert_refused(predict(synthetic_model_dir, message_path), message)
-    assert_refused(evaluate(synthetic_model_dir, message_path), message)
+    assert_learn_refused(synthetic_model_dir, message_path, message)
 
 
 def test_model_safety_units_that_do_not_match_are_refused(
     synthetic_model_dir: Path, message_path: Path
 ) -> None:
     # The first layer claims 4 units (its bias) for a kernel of 3 columns.
-    rewrite_weights(synthetic_model_dir, **{"dense_0.bias": np.zeros(4, np.float32)})
+    rewrite_npz(synthetic_model_dir / WEIGHTS_FILE, **{"dense_0.bias": np.zeros(4, np.float32)})
 
-    message = "layer 'dense_0' does not fit the layer before it"
+    message = "weights.npz has no dense_0.bias of the right shape"
     assert_refused(predict(synthetic_model_dir, message_path), message)
     assert_refused(evaluate(synthetic_model_dir, message_path), message)
+    assert_learn_refused(synthetic_model_dir, message_path, message)
+
+
+def test_model_safety_missing_accumulator_is_refused(
+    synthetic_model_dir: Path, message_path: Path
+) -> None:
+    # Learning continues the optimizer: without its state it cannot.
+    arrays = npz_arrays(synthetic_model_dir / WEIGHTS_FILE)
+    del arrays["dense_1.kernel" + artifacts.ACCUMULATOR_SUFFIX]
+    with open(synthetic_model_dir / WEIGHTS_FILE, "wb") as npz_file:
+        np.savez(npz_file, **arrays)
+
+    assert_learn_refused(synthetic_model_dir, message_path, "no accumulator for dense_1.kernel")
+
+
+def test_model_safety_changed_rows_past_the_kernel_are_refused(
+    tmp_path: Path, synthetic_network: Any, message_path: Path
+) -> None:
+    # A row number past the kernel's end would make a lookup read beyond it.
+    from conftest import write_synthetic_model
+
+    original = write_synthetic_model(tmp_path / "original", synthetic_network)
+    synthetic_network.kernel_path = original / KERNEL_FILE
+    synthetic_network.learn([3, 7], 1.0)
+    learned = write_synthetic_model(tmp_path / "learned", synthetic_network)
+    rewrite_npz(learned / WEIGHTS_FILE, **{CHANGED_ROWS: np.array([3, 2**20], np.uint32)})
+
+    message = "weights.npz's changed rows are not in order"
+    assert_refused(predict(learned, message_path), message)
+    assert_learn_refused(learned, message_path, message)
+
+
+@pytest.mark.parametrize("length", [-5, True, "12", 1.5], ids=repr)
+def test_model_safety_learned_length_that_lies_is_refused(
+    synthetic_model_dir: Path, message_path: Path, tmp_path: Path, length: object
+) -> None:
+    # metadata.json records how many bytes of learned.jsonl belong to the
+    # model; a value that is no byte count made learn crash in truncate().
+    assert learn(synthetic_model_dir, message_path).exit_code == 0
+    metadata = metadata_of(synthetic_model_dir)
+    metadata["learned"]["bytes"] = length
+    write_metadata(synthetic_model_dir, metadata)
+    other = tmp_path / "other.eml"
+    other.write_bytes(b"Subject: lunch\n\nthe meeting moved\n")
+
+    assert_learn_refused(synthetic_model_dir, other, "is not a number of bytes")
+
+
+def test_model_safety_learned_length_past_the_file_is_not_allocated(
+    synthetic_model_dir: Path, message_path: Path, tmp_path: Path
+) -> None:
+    # read(length) allocated a terabyte for a length of 10**12: MemoryError.
+    assert learn(synthetic_model_dir, message_path).exit_code == 0
+    metadata = metadata_of(synthetic_model_dir)
+    metadata["learned"]["bytes"] = 10**12
+    write_metadata(synthetic_model_dir, metadata)
+    other = tmp_path / "other.eml"
+    other.write_bytes(b"Subject: lunch\n\nthe meeting moved\n")
+
+    result = CliRunner().invoke(cli, ["learn", "-m", str(synthetic_model_dir), "--ham", str(other)])
+
+    assert result.exit_code == 0, result.output
+    assert metadata_of(synthetic_model_dir)["learned"]["messages"] == 2
 
 
 @pytest.mark.parametrize(
@@ -334,20 +431,21 @@ def test_model_safety_metadata_that_is_no_object_is_refused(
 def test_model_safety_weights_that_are_no_numbers_are_refused(
     synthetic_model_dir: Path, message_path: Path, tmp_path: Path
 ) -> None:
-    with np.load(synthetic_model_dir / WEIGHTS_FILE) as stored:
-        kernel = stored["dense_0.kernel"].copy()
+    kernel = npz_arrays(synthetic_model_dir / KERNEL_FILE)[FIRST_KERNEL]
     kernel[:] = np.nan
-    rewrite_weights(synthetic_model_dir, **{"dense_0.kernel": kernel})
+    rewrite_npz(synthetic_model_dir / KERNEL_FILE, **{FIRST_KERNEL: kernel})
     folder = tmp_path / "many"
     folder.mkdir()
     for number in range(20):  # more than a batch of the light scorer: NumPy scores them
         (folder / f"{number}.eml").write_bytes(MESSAGE + str(number).encode())
 
-    message = "the model's weights give no score (not a number); weights.npz is damaged"
+    message = "the model's weights give no score (not a number); kernel.npz or weights.npz"
     assert_refused(predict(synthetic_model_dir, message_path), message)
     assert_refused(predict(synthetic_model_dir, folder), message)
     assert_refused(predict(synthetic_model_dir, message_path, "--exit-status"), message, EXIT_ERROR)
     assert_refused(evaluate(synthetic_model_dir, message_path), message)
+    # A step from them would only write another model that scores nothing.
+    assert_learn_refused(synthetic_model_dir, message_path, message)
 
 
 # --------------------------------------------------------------------------
@@ -364,33 +462,52 @@ class Marker:
         return (os.mkdir, (str(self.path),))
 
 
-def test_model_safety_object_array_in_weights_is_refused(
-    synthetic_model_dir: Path, message_path: Path, tmp_path: Path
+def assert_every_command_refuses(model_dir: Path, message_path: Path, message: str) -> None:
+    assert_refused(predict(model_dir, message_path), message)
+    assert_refused(evaluate(model_dir, message_path), message)
+    assert_learn_refused(model_dir, message_path, message)
+
+
+# The array replaced in each file: the first kernel, and a small layer's kernel.
+REPLACED = {KERNEL_FILE: FIRST_KERNEL, WEIGHTS_FILE: "dense_1.kernel"}
+
+
+@pytest.mark.parametrize("file_name", NPZ_FILES)
+def test_model_safety_object_array_is_refused(
+    synthetic_model_dir: Path, message_path: Path, tmp_path: Path, file_name: str
 ) -> None:
     marker = tmp_path / "unpickled"
-    payload = np.empty((6, 3), dtype=object)
-    payload[0, 0] = Marker(marker)
-    rewrite_weights(synthetic_model_dir, **{"dense_0.kernel": payload})
+    arrays = npz_arrays(synthetic_model_dir / file_name)
+    payload = np.empty(arrays[REPLACED[file_name]].shape, dtype=object)
+    payload.flat[0] = Marker(marker)
+    arrays[REPLACED[file_name]] = payload
+    with open(synthetic_model_dir / file_name, "wb") as npz_file:
+        np.savez(npz_file, **arrays)  # pickles the object array
 
-    assert_refused(predict(synthetic_model_dir, message_path), "not a float32 array")
-    assert_refused(evaluate(synthetic_model_dir, message_path), "not a float32 array")
+    assert_every_command_refuses(
+        synthetic_model_dir, message_path, "is not a float32 or uint32 array in C order"
+    )
     assert not marker.exists()
 
 
-def test_model_safety_pickle_member_in_weights_is_refused(
-    synthetic_model_dir: Path, message_path: Path, tmp_path: Path
+@pytest.mark.parametrize("file_name", NPZ_FILES)
+def test_model_safety_pickle_member_is_refused(
+    synthetic_model_dir: Path, message_path: Path, tmp_path: Path, file_name: str
 ) -> None:
     marker = tmp_path / "unpickled"
-    with zipfile.ZipFile(synthetic_model_dir / WEIGHTS_FILE, "a") as archive:
+    with zipfile.ZipFile(synthetic_model_dir / file_name, "a") as archive:
         archive.writestr("payload.pkl", pickle.dumps(Marker(marker)))
 
-    assert_refused(predict(synthetic_model_dir, message_path), "payload.pkl is not a .npy array")
-    assert_refused(evaluate(synthetic_model_dir, message_path), "is not a .npy array")
+    assert_every_command_refuses(
+        synthetic_model_dir, message_path, f"cannot read {file_name} in {synthetic_model_dir}: "
+        "payload.pkl is not a .npy array"
+    )  # fmt: skip
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("file_name", NPZ_FILES)
 def test_model_safety_npy_header_with_code_is_refused(
-    synthetic_model_dir: Path, message_path: Path, tmp_path: Path
+    synthetic_model_dir: Path, message_path: Path, tmp_path: Path, file_name: str
 ) -> None:
     # A .npy header is a Python literal; one that is an expression must be
     # refused by the literal parser, never evaluated.
@@ -398,22 +515,125 @@ def test_model_safety_npy_header_with_code_is_refused(
     header = f"__import__('os').mkdir({str(marker)!r})".encode()
     header += b" " * (-(len(header) + 11) % 64) + b"\n"
     member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
-    with zipfile.ZipFile(synthetic_model_dir / WEIGHTS_FILE, "a") as archive:
+    with zipfile.ZipFile(synthetic_model_dir / file_name, "a") as archive:
         archive.writestr("dense_9.kernel.npy", member)
 
-    assert_refused(predict(synthetic_model_dir, message_path), "cannot read the scoring export")
+    assert_every_command_refuses(synthetic_model_dir, message_path, f"cannot read {file_name} in")
     assert not marker.exists()
 
 
-def test_model_safety_compressed_weights_are_refused(
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("file_name", NPZ_FILES)
+def test_model_safety_compressed_member_is_refused(
+    synthetic_model_dir: Path, message_path: Path, file_name: str
+) -> None:
+    # A compressed member cannot be mapped; only the replaced array is compressed.
+    arrays = npz_arrays(synthetic_model_dir / file_name)
+    with zipfile.ZipFile(synthetic_model_dir / file_name, "w") as archive:
+        for name, array in arrays.items():
+            compression = (
+                zipfile.ZIP_DEFLATED if name == REPLACED[file_name] else zipfile.ZIP_STORED
+            )
+            archive.writestr(f"{name}.npy", npy_bytes(array), compress_type=compression)
+
+    assert_every_command_refuses(
+        synthetic_model_dir, message_path, f"{REPLACED[file_name]}.npy is compressed"
+    )
+
+
+def test_model_safety_compressed_npz_is_refused(
     synthetic_model_dir: Path, message_path: Path
 ) -> None:
-    with np.load(synthetic_model_dir / WEIGHTS_FILE) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-    with open(synthetic_model_dir / WEIGHTS_FILE, "wb") as weights_file:
-        np.savez_compressed(weights_file, **arrays)  # type: ignore[arg-type]
+    arrays = npz_arrays(synthetic_model_dir / KERNEL_FILE)
+    with open(synthetic_model_dir / KERNEL_FILE, "wb") as npz_file:
+        np.savez_compressed(npz_file, **arrays)  # type: ignore[arg-type]
 
     assert_refused(predict(synthetic_model_dir, message_path), "is compressed")
+
+
+def test_model_safety_array_shorter_than_its_header_is_refused(
+    synthetic_model_dir: Path, message_path: Path
+) -> None:
+    # A header that claims more rows than the member holds: rows read from
+    # the memory map would come from past the member, or past the file.
+    arrays = npz_arrays(synthetic_model_dir / KERNEL_FILE)
+    member = npy_bytes(arrays[FIRST_KERNEL])
+    with zipfile.ZipFile(synthetic_model_dir / KERNEL_FILE, "w") as archive:
+        for name, array in arrays.items():
+            data = member[: len(member) - 4 * 3 * 10] if name == FIRST_KERNEL else npy_bytes(array)
+            archive.writestr(f"{name}.npy", data)
+
+    assert_every_command_refuses(
+        synthetic_model_dir, message_path, f"{FIRST_KERNEL}.npy is shorter than its header says"
+    )
+
+
+@pytest.mark.parametrize("dtype", ["<f8", ">f4", "<i4"])
+def test_model_safety_arrays_of_another_type_are_refused(
+    synthetic_model_dir: Path, message_path: Path, dtype: str
+) -> None:
+    kernel = npz_arrays(synthetic_model_dir / KERNEL_FILE)[FIRST_KERNEL]
+    rewrite_npz(synthetic_model_dir / KERNEL_FILE, **{FIRST_KERNEL: kernel.astype(dtype)})
+
+    assert_every_command_refuses(
+        synthetic_model_dir, message_path, "is not a float32 or uint32 array in C order"
+    )
+
+
+# --------------------------------------------------------------------------
+# Nothing in a model folder is code
+
+
+def test_model_safety_folder_holds_only_json_and_plain_arrays(trained_model_dir: Path) -> None:
+    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(REQUIRED_FILES)
+    assert isinstance(json.loads((trained_model_dir / METADATA_FILE).read_text("utf-8")), dict)
+    for name in NPZ_FILES:
+        with zipfile.ZipFile(trained_model_dir / name) as archive:
+            members = archive.infolist()
+            assert members, name
+            for member in members:
+                # Stored, not compressed, and each a .npy array whose header
+                # is a plain literal: a float32 (or uint32 row numbers) in C order.
+                assert member.filename.endswith(".npy"), member.filename
+                assert member.compress_type == zipfile.ZIP_STORED, member.filename
+                data = archive.read(member)
+                assert data.startswith(b"\x93NUMPY"), member.filename
+                header_length = int.from_bytes(data[8:10], "little")
+                header = ast.literal_eval(data[10 : 10 + header_length].decode("latin-1"))
+                assert header["descr"] in ("<f4", "<u4"), member.filename
+                assert header["fortran_order"] is False
+        # And NumPy reads every array without allowing a pickle.
+        assert all(
+            array.dtype.kind in "fu" for array in npz_arrays(trained_model_dir / name).values()
+        )
+
+
+def test_model_safety_package_never_unpickles_or_loads_code() -> None:
+    # The model's files are read by json, artifacts.WeightsFile (headers by
+    # ast.literal_eval) and np.frombuffer. Nothing in the package may unpickle,
+    # load a Keras file, or evaluate text; a np.load must refuse pickles.
+    package = Path(artifacts.__file__).resolve().parent
+    forbidden = re.compile(
+        r"^\s*(import|from)\s+(pickle|marshal|shelve|dill|joblib)\b"
+        r"|load_model\(|allow_pickle\s*=\s*True|(?<![\w.])(eval|exec)\("
+    )
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if forbidden.search(code):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+            if (
+                re.search(r"\bnp\.load\(|\bnumpy\.load\(", code)
+                and "allow_pickle=False" not in code
+            ):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+    assert found == []
 
 
 # --------------------------------------------------------------------------
@@ -425,30 +645,36 @@ import sys
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
 from spamcli.scoring import Scorer
+from spamcli.online import Network
 scorer = Scorer(sys.argv[1])
 scorer.score_messages([b"Subject: cash prize"])
-scorer.score_texts(["cash prize"])
+scorer.score_texts(["cash prize"] * 20)
+Network.from_folder(scorer.model_dir, scorer.metadata)
 for path in opened:
     print(path)
 """
 
 
 def test_model_safety_no_metadata_value_is_used_as_a_path(
-    synthetic_model_dir: Path, tmp_path: Path
+    synthetic_model_dir: Path, tmp_path: Path, message_path: Path
 ) -> None:
     # Every string in metadata that could be taken for a path points outside
-    # the folder; loading and scoring must open nothing but the folder's files.
+    # the folder; loading, scoring and learning must open nothing but the
+    # folder's own files.
     outside = tmp_path / "outside"
     outside.mkdir()
+    for name in REQUIRED_FILES:
+        shutil.copy(synthetic_model_dir / name, outside / name)
     metadata = metadata_of(synthetic_model_dir)
     metadata["training_data"] = {
         "sources": [str(outside), "../../etc/passwd"],
         "ham_paths": [str(outside / "ham")],
         "spam_paths": ["/etc/shadow"],
     }
-    metadata["vocabulary_file"] = str(outside / "vocabulary.txt")
-    metadata["weights_file"] = "../weights.npz"
-    metadata["export"]["weights"] = str(outside / "weights.npz")
+    metadata["weights"]["kernel_file"] = str(outside / KERNEL_FILE)
+    metadata["weights"]["weights_file"] = "../outside/weights.npz"
+    metadata["network"]["layers"][0]["name"] = "../../etc/passwd"
+    metadata["learned"] = {"file": str(outside / "learned.jsonl")}
     write_metadata(synthetic_model_dir, metadata)
 
     completed = subprocess.run(
@@ -462,84 +688,11 @@ def test_model_safety_no_metadata_value_is_used_as_a_path(
     assert completed.returncode == 0, completed.stderr
     opened = {Path(line) for line in completed.stdout.splitlines()}
     in_folder = {path for path in opened if path.parent == synthetic_model_dir}
-    # Every name is fixed in artifacts.py (the index: where the folder has one).
-    assert {path.name for path in in_folder} <= {
-        METADATA_FILE,
-        VOCABULARY_FILE,
-        WEIGHTS_FILE,
-        VOCABULARY_INDEX_FILE,
-    }
-    assert {METADATA_FILE, VOCABULARY_FILE, WEIGHTS_FILE} <= {path.name for path in in_folder}
+    # Every name is fixed in artifacts.py.
+    assert {path.name for path in in_folder} == set(REQUIRED_FILES)
     assert not any(str(path).startswith((str(outside), "/etc", "..")) for path in opened)
-    assert not any("weights.npz" in str(path) and path not in in_folder for path in opened)
-
-
-# --------------------------------------------------------------------------
-# Keras: a Lambda layer is refused, never run
-
-
-def build_lambda_model_dir(model_dir: Path, marker: Path) -> None:
-    """A model folder whose model.keras holds a Lambda layer that makes MARKER."""
-    import keras
-
-    marker_name = str(marker)
-    inputs = keras.Input(shape=(3,))
-    # A Python lambda: Keras stores its bytecode in the file.
-    outputs = keras.layers.Lambda(
-        lambda values: (os.makedirs(marker_name, exist_ok=True), values * 2)[1]
-    )(inputs)
-    keras.Model(inputs, outputs).save(model_dir / KERAS_FILE)
-    os.rmdir(marker)  # building the model traced the Lambda once
-
-
-def test_model_safety_keras_lambda_is_refused_and_never_run(
-    synthetic_model_dir: Path, message_path: Path, tmp_path: Path
-) -> None:
-    marker = tmp_path / "lambda-ran"
-    scores_before = predict(synthetic_model_dir, message_path).stdout
-    build_lambda_model_dir(synthetic_model_dir, marker)
-
-    with pytest.raises(ModelError) as raised:
-        artifacts.load_keras_model(synthetic_model_dir)
-
-    assert str(raised.value) == (
-        f"cannot load {synthetic_model_dir / KERAS_FILE}: it holds Python code "
-        "(a Lambda layer or a custom function), never loaded"
-    )
-    assert "\n" not in str(raised.value)
-    # predict and evaluate score from the export; model.keras is never opened.
-    result = predict(synthetic_model_dir, message_path)
-    assert result.exit_code == 0 and result.stdout == scores_before
-    assert evaluate(synthetic_model_dir, message_path).exit_code == 0
-    assert not marker.exists()
-
-
-def test_model_safety_damaged_keras_file_is_refused_by_keras(synthetic_model_dir: Path) -> None:
-    # The synthetic folder's model.keras is a placeholder, not a zip file.
-    with pytest.raises(ModelError, match="cannot load"):
-        artifacts.load_keras_model(synthetic_model_dir)
-
-
-def test_model_safety_every_keras_load_uses_safe_mode() -> None:
-    # The one place spamcli loads a .keras file, and it passes safe_mode=True.
-    package = Path(artifacts.__file__).resolve().parent
-    calls = [
-        (path.name, line.strip())
-        for path in sorted(package.glob("*.py"))
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if "load_model(" in line and "def load_keras_model" not in line
-    ]
-    assert calls == [("artifacts.py", "return keras.saving.load_model(keras_path, safe_mode=True)")]
-
-
-def test_model_safety_trained_model_loads_in_safe_mode(trained_model_dir: Path) -> None:
-    import tensorflow as tf
-
-    from spamcli.scoring import Scorer
-
-    model = artifacts.load_keras_model(trained_model_dir)
-
-    keras_score = float(np.asarray(model.predict(tf.constant(["cash prize"]), verbose=0))[0, 0])
-    assert keras_score == pytest.approx(
-        float(Scorer(trained_model_dir).score_texts(["cash prize"])[0]), abs=1e-5
-    )
+    # And learn writes the folder it was given, and only it.
+    outside_before = listing(outside)
+    assert learn(synthetic_model_dir, message_path).exit_code == 0
+    assert listing(outside) == outside_before
+    assert (synthetic_model_dir / artifacts.LEARNED_FILE).is_file()

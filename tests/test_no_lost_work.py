@@ -64,6 +64,7 @@ def start_training(
         [
             *SPAMCLI,
             "train",
+            "-v",  # Keras' "Epoch N/M" lines tell where the training is
             "-m",
             str(model_dir),
             "--epochs",
@@ -260,8 +261,10 @@ def test_no_lost_work_training_stops_at_a_batch_after_a_swallowed_interruption(
     original_check = interruption.check
 
     def recording_check() -> None:
-        callers.append(sys._getframe(1).f_code.co_name)
-        original_check()
+        caller = sys._getframe(1).f_code.co_name
+        callers.append(caller)
+        if caller != "train":  # let the request reach the fit
+            original_check()
 
     with interruption.interruptible():
         with contextlib.suppress(KeyboardInterrupt):
@@ -269,9 +272,9 @@ def test_no_lost_work_training_stops_at_a_batch_after_a_swallowed_interruption(
         monkeypatch.setattr(interruption, "check", recording_check)
         with pytest.raises(KeyboardInterrupt):
             train(model_copy, sources=[corpus_dir], config=TINY_CONFIG)
-    # The first batch's check (training's callback) stopped the fit, before
-    # the model writer's own check.
-    assert callers == ["<lambda>"]
+    # Training checks once before the fit; then the first batch's check
+    # (training's callback) stopped the fit, before the model writer's own.
+    assert callers == ["train", "<lambda>"]
     assert listing(model_copy) == before_files
     assert staging_folders(model_copy) == []
 
@@ -288,7 +291,7 @@ def test_no_lost_work_readers_always_see_a_complete_model(
     model_copy: Path, corpus_dir: Path, heldout_messages: Path, tmp_path: Path
 ) -> None:
     # The replacement is trained with the default settings, so its
-    # vocabulary, layers and threshold all differ from the tiny model's: a
+    # buckets, layers and threshold all differ from the tiny model's: a
     # reader that mixed the files of the two would fail or score apart.
     one_message = sorted((heldout_messages / "spam").iterdir())[0]
     targets = [heldout_messages if number % 2 else one_message for number in range(PREDICT_LOOPS)]
@@ -319,7 +322,7 @@ def test_no_lost_work_readers_always_see_a_complete_model(
     for thread in threads:
         thread.start()
     try:
-        process = start_training(model_copy, corpus_dir, "-q", epochs=3)
+        process = start_training(model_copy, corpus_dir, epochs=3)
         _, training_errors = process.communicate(timeout=TRAINING_TIMEOUT)
         replaced_at = time.monotonic()
         time.sleep(2)  # let every loop run once more on the new model
@@ -335,7 +338,9 @@ def test_no_lost_work_readers_always_see_a_complete_model(
         assert len(stdout.splitlines()) == expected_lines[Path(target)], stdout
     assert any(started < replaced_at for started, *_ in outcomes)
     assert any(started > replaced_at for started, *_ in outcomes)
-    assert artifacts.read_metadata(model_copy)["hyperparameters"]["vocabulary_size"] == 50_000
+    from spamcli.config import TrainingConfig
+
+    assert artifacts.read_metadata(model_copy)["features"]["bits"] == TrainingConfig().bits
 
 
 # --------------------------------------------------------------------------
@@ -347,11 +352,11 @@ def test_no_lost_work_full_disk_keeps_the_previous_model(
 ) -> None:
     before = listing(model_copy)
 
-    def full_disk(directory: Path, export: object) -> dict[str, object]:
-        (directory / artifacts.VOCABULARY_FILE).write_text("half of a vocabulary\n")
+    def full_disk(path: Path, arrays: object) -> None:
+        path.write_bytes(b"half of an array")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(artifacts, "write_export", full_disk)
+    monkeypatch.setattr(artifacts, "write_npz", full_disk)
     result = CliRunner().invoke(
         cli, ["train", "-q", "--epochs", "1", "-m", str(model_copy), str(corpus_dir)]
     )
@@ -360,14 +365,14 @@ def test_no_lost_work_full_disk_keeps_the_previous_model(
     assert result.stdout == ""
     assert result.stderr == (
         f"Error: cannot save the model in {model_copy}: No space left on device; "
-        "the previous model is unchanged\n"
+        "the previous model is unchanged (set by -m/--model)\n"
     )
     assert listing(model_copy) == before
     assert staging_folders(model_copy) == []
 
 
 def limit_file_size() -> None:
-    # Big enough for anything but the model's own files (model.keras of the
+    # Big enough for anything but the model's own files (kernel.npz of the
     # default settings is megabytes); Python ignores SIGXFSZ, so a write
     # past the limit fails with EFBIG instead of killing the process.
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
@@ -394,7 +399,7 @@ def test_no_lost_work_file_size_limit_keeps_the_previous_model(
     errors = [line for line in completed.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
         f"Error: cannot save the model in {model_copy}: File too large; "
-        "the previous model is unchanged"
+        "the previous model is unchanged (set by -m/--model)"
     ], completed.stderr
     assert "Traceback" not in completed.stderr
     assert listing(model_copy) == before_files
@@ -403,26 +408,28 @@ def test_no_lost_work_file_size_limit_keeps_the_previous_model(
 
 
 def test_no_lost_work_scorer_never_mixes_two_models(tmp_path: Path) -> None:
-    # Two hand-made models whose vocabularies differ in length, swapped by
-    # the same atomic exchange `train` uses, every 20 ms, while the folder
-    # is loaded again and again: a scorer that read its files from both
-    # models would fail its shape checks. Without TensorFlow; 3 s.
+    # Two hand-made models with kernels of 2**8 and 2**9 buckets and layers
+    # of 3 and 4 units, swapped by the same atomic exchange `train` uses,
+    # every 20 ms, while the folder is loaded again and again: a scorer that
+    # read its files from both models would fail its shape checks. Without
+    # TensorFlow; 3 s.
     from conftest import write_synthetic_model
 
+    from spamcli.artifacts import LayerSpec, NetworkSpec
+    from spamcli.config import LearningRule
     from spamcli.errors import ModelError
+    from spamcli.features import FeatureSpec
+    from spamcli.online import Network
     from spamcli.scoring import Scorer
 
     model_dir = write_synthetic_model(tmp_path / "model")
-    other_dir = write_synthetic_model(tmp_path / "other")
-    with open(other_dir / artifacts.VOCABULARY_FILE, "a", encoding="utf-8") as vocabulary:
-        vocabulary.write("new\nwords\n")
-    import numpy as np
-
-    with np.load(other_dir / artifacts.WEIGHTS_FILE) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-    arrays["dense_0.kernel"] = np.vstack([arrays["dense_0.kernel"], np.ones((2, 3), np.float32)])
-    with open(other_dir / artifacts.WEIGHTS_FILE, "wb") as weights_file:
-        np.savez(weights_file, **arrays)  # type: ignore[arg-type]
+    other_spec = NetworkSpec(
+        FeatureSpec(bits=9, max_tokens=None),
+        [LayerSpec("dense_0", 4, "relu"), LayerSpec("dense_1", 1, "sigmoid")],
+    )
+    other_dir = write_synthetic_model(
+        tmp_path / "other", Network.from_scratch(other_spec, LearningRule(), seed=2)
+    )
     stop = threading.Event()
 
     def keep_replacing() -> None:

@@ -1,329 +1,178 @@
-"""The TensorFlow-free scorer (scoring.py) against the Keras model it replaces.
+"""Parity between the Keras network that trains and the NumPy code that
+scores and learns: the same outputs, and one optimizer step the same.
 
-The scorer re-implements the model's ``TextVectorization`` layer: it splits a
-token string with ``str.split()``, builds unigrams then bigrams with
-``tokens.ngrams`` and looks them up in the exported vocabulary. Keras splits
-with TensorFlow, which knows only ASCII whitespace, whereas Python also
-splits at U+001C-U+001F, U+0085, U+00A0, U+2028, U+3000 and more. The two
-agree only because ``tokens.py`` never lets whitespace of any kind into a
-token; the property tests hold that contract over arbitrary Unicode.
-
-Keras numbers n-grams in two ways. ``output_mode="multi_hot"`` (the model's)
-puts every unknown n-gram at 0 and the first term at 1, as
-``vocabulary.txt`` does. ``output_mode="int"`` keeps 0 for padding and 1 for
-unknown n-grams, so its ids are the scorer's plus one.
-
-Every test here imports TensorFlow (seconds), and a layer over the built-in
-model's 50,000 terms takes a while to build, so layers are built once per
-module.
+The online learner (online.py) claims to take exactly the step Keras'
+BucketAdagrad takes on a batch of one message; these tests hold it to that,
+to 1e-6, from weights and accumulators that are not at their initial values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from keras import layers
 
-from spamcli import artifacts
-from spamcli.corpus import RawMessage, iter_messages
-from spamcli.scoring import OUT_OF_VOCABULARY_INDEX, Scorer
-from spamcli.tokens import CONTENT_FIELDS, MAX_TOKEN_LENGTH, message_tokens, ngrams, token_string
+from spamcli.artifacts import LayerSpec, NetworkSpec
+from spamcli.config import LearningRule
+from spamcli.features import FeatureSpec, input_value
 
-REPOSITORY_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPOSITORY_DIR / "models" / "default"
-CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "spamassassin"
-SPAMASSASSIN_FOLDERS = ("easy_ham", "easy_ham_2", "hard_ham", "spam", "spam_2")
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
 
-# The scorer's figure for "the same score": float32 arithmetic summed in
-# another order differs by a few units in the last place (6e-8 near 1).
-SCORE_TOLERANCE = 1e-5
-
-# --------------------------------------------------------------------------
-# Generated text
-
-# Characters that trip tokenizers up: every kind of whitespace, control and
-# format character, combining marks, CJK, emoji, letters whose lower case is
-# longer or odd (İ becomes i + U+0307, ẞ becomes ß, the Kelvin sign k), and
-# the punctuation that tokens.py treats specially.
-UNUSUAL_CHARACTERS = st.one_of(
-    st.characters(categories=["Zs", "Zl", "Zp", "Cc", "Cf"]),
-    st.characters(categories=["Mn", "Mc", "Me"]),
-    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),
-    st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),
-    st.sampled_from("İẞ\u212aﬁΣς\u00ad\ufeff\u200b$!_-:"),
-    st.characters(codec="ascii"),
-)
-ANY_TEXT = st.one_of(st.text(), st.text(UNUSUAL_CHARACTERS))
-# Longer than MAX_TOKEN_LENGTH, so tokens.py turns it into a "skip:" token.
-LONG_WORDS = st.text("abcé日", min_size=MAX_TOKEN_LENGTH + 1, max_size=4 * MAX_TOKEN_LENGTH)
-
-HEADER_NAMES = (
-    "x-mailer",
-    "received",
-    "content-type",
-    "X-Spam-Status",
-    "List-Id",
-    "x mailer!",
-    "x\theader",
-    "Überschrift",
-    "件名",
-    "x-mailer:",
-    "",
-)
-FIELD_NAMES = st.one_of(
-    st.sampled_from(sorted(CONTENT_FIELDS)),
-    st.sampled_from(HEADER_NAMES),
-    st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,40}", fullmatch=True),
-    st.text(UNUSUAL_CHARACTERS, max_size=40),
-    st.text(max_size=40),
-)
+BITS = 10
+HIDDEN = (8, 4)
+RULE = LearningRule(learning_rate=0.1, initial_accumulator=0.0, label_smoothing=0.1)
 
 
-def texts_with_words(words: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """Words (in any case) glued together by short runs of unusual characters,
-    so that the n-grams of the text are often in the vocabulary."""
-    word = st.one_of(words, words.map(str.upper), words.map(str.title), LONG_WORDS, ANY_TEXT)
-    glue = st.text(UNUSUAL_CHARACTERS, max_size=3)
-    pieces = st.lists(st.tuples(word, glue), min_size=1, max_size=30)
-    return pieces.map(lambda pairs: "".join(word + glue for word, glue in pairs))
+def keras_model_and_network(seed: int) -> tuple[Any, Any]:
+    """A Keras model and an online.Network holding the same random weights
+    and the same random, positive accumulators."""
+    from spamcli.model import build_model, dense_layers
+    from spamcli.online import Network
 
-
-def token_strings(words: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """What tokens.token_string makes of a body, or of (field, text) pairs."""
-    text = st.one_of(texts_with_words(words), ANY_TEXT)
-    body = text.map(lambda body_text: [("body", body_text)])
-    fields = st.lists(st.tuples(FIELD_NAMES, text), min_size=1, max_size=6)
-    return st.one_of(body, fields).map(token_string)
-
-
-def read_vocabulary(model_dir: Path) -> list[str]:
-    """The model's n-grams in index order, "[UNK]" first."""
-    return artifacts.read_export(model_dir, artifacts.read_metadata(model_dir)).vocabulary
-
-
-DEFAULT_VOCABULARY = read_vocabulary(DEFAULT_MODEL_DIR)
-# Its terms, bigrams included (as two words and a space), so that generated
-# text holds known unigrams and bigrams as well as unknown ones.
-DEFAULT_WORDS = st.sampled_from(DEFAULT_VOCABULARY[1:])
-
-# A fixed corpus for a vocabulary of our own: odd scripts, header-prefixed
-# tokens, skip tokens, "$" and "!".
-SAMPLE_FIELDS = [
-    [("subject", "Cheap pills now!"), ("body", "Order today, WIN $1,000,000!!!")],
-    [("from", "Ville Skyttä <ville@example.fi>"), ("body", "Café Straße İstanbul ﬁnance")],
-    [("subject", "会议记录 魔鬼英语"), ("body", "Các bạn sẽ đến 😀 ok")],
-    [("x-mailer", "Outlook Express"), ("X Weird:Name", "odd header"), ("body", "x" * 45)],
-]
-SAMPLE_TERMS = list(
-    dict.fromkeys(gram for fields in SAMPLE_FIELDS for gram in ngrams(token_string(fields).split()))
-)
-SAMPLE_WORDS = st.sampled_from(
-    sorted(
-        {word for fields in SAMPLE_FIELDS for _, text in fields for word in text.split()}
-        | {term for term in SAMPLE_TERMS if " " not in term}
+    keras.utils.set_random_seed(seed)
+    model = build_model(
+        1 << BITS, HIDDEN, RULE.learning_rate, RULE.initial_accumulator, RULE.label_smoothing
     )
-)
-# The per-example vocabulary's most terms, "[UNK]" included (see below).
-SCRATCH_MAX_TOKENS = 1024
+    generator = np.random.default_rng(seed)
+    layers = dense_layers(model)
+    for layer in layers:
+        layer.kernel.assign(generator.normal(0, 0.5, layer.kernel.shape).astype(np.float32))
+        layer.bias.assign(generator.normal(0, 0.1, layer.bias.shape).astype(np.float32))
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    for accumulator in optimizer._accumulators:
+        accumulator.assign(generator.uniform(0.01, 1.0, accumulator.shape).astype(np.float32))
 
-
-# --------------------------------------------------------------------------
-# Keras layers and the scorer's lookup
-
-
-@dataclass(frozen=True)
-class Vectorizers:
-    """The same vocabulary in both of TextVectorization's numberings."""
-
-    ids: layers.TextVectorization
-    bag: layers.TextVectorization
-
-
-def build_vectorizers(vocabulary: list[str], **options: object) -> Vectorizers:
-    """VOCABULARY without its leading "[UNK]", which Keras adds itself."""
-    common = {"standardize": None, "split": "whitespace", "ngrams": 2, **options}
-    return Vectorizers(
-        ids=layers.TextVectorization(output_mode="int", vocabulary=vocabulary, **common),
-        bag=layers.TextVectorization(output_mode="multi_hot", vocabulary=vocabulary, **common),
+    spec = NetworkSpec(
+        FeatureSpec(bits=BITS, max_tokens=None),
+        [LayerSpec(f"dense_{i}", units, "relu") for i, units in enumerate(HIDDEN)]
+        + [LayerSpec(f"dense_{len(HIDDEN)}", 1, "sigmoid")],
     )
-
-
-def scorer_indices(index: dict[str, int], text: str) -> set[int]:
-    """Scorer._present_set on this vocabulary, without a model folder."""
-    return Scorer._present_set(SimpleNamespace(_index=index), text)  # type: ignore[arg-type]
-
-
-def assert_keras_agrees(vectorizers: Vectorizers, index: dict[str, int], text: str) -> None:
-    """Keras' ids for TEXT, in both numberings, are the scorer's."""
-    expected_sequence = [index.get(gram, OUT_OF_VOCABULARY_INDEX) for gram in ngrams(text.split())]
-    batch = tf.constant([text])
-    # One text, so no padding: every int id is a real n-gram's.
-    keras_sequence = [int(value) - 1 for value in np.asarray(vectorizers.ids(batch))[0]]
-    bag = np.asarray(vectorizers.bag(batch))[0]
-
-    assert keras_sequence == expected_sequence
-    assert set(bag.tolist()) <= {0, 1}
-    assert set(np.flatnonzero(bag).tolist()) == set(expected_sequence)
-    assert scorer_indices(index, text) == set(expected_sequence)
-
-
-@pytest.fixture(scope="module")
-def default_scorer() -> Scorer:
-    return Scorer(DEFAULT_MODEL_DIR)
-
-
-@pytest.fixture(scope="module")
-def default_vectorizers() -> Vectorizers:
-    vectorizers = build_vectorizers(DEFAULT_VOCABULARY[1:])
-    assert vectorizers.bag.get_vocabulary() == DEFAULT_VOCABULARY
-    return vectorizers
-
-
-@pytest.fixture(scope="module")
-def scratch_vectorizers() -> Vectorizers:
-    """Layers whose vocabulary each example replaces. A multi-hot layer may
-    not change its width once called, so it is padded to a fixed width."""
-    return build_vectorizers(SAMPLE_TERMS, max_tokens=SCRATCH_MAX_TOKENS, pad_to_max_tokens=True)
-
-
-# --------------------------------------------------------------------------
-# Token ids, on generated text
-
-
-@settings(max_examples=200, deadline=None)
-@given(text=token_strings(DEFAULT_WORDS))
-def test_parity_ids_match_keras_on_the_default_vocabulary(
-    default_scorer: Scorer, default_vectorizers: Vectorizers, text: str
-) -> None:
-    index = {term: position for position, term in enumerate(DEFAULT_VOCABULARY)}
-
-    assert_keras_agrees(default_vectorizers, index, text)
-    # And the scorer itself, on its own loaded vocabulary.
-    assert set(default_scorer._present_indices(text).tolist()) == scorer_indices(index, text)
-
-
-@settings(max_examples=200, deadline=None)
-@given(text=token_strings(SAMPLE_WORDS), data=st.data())
-def test_parity_ids_match_keras_on_a_vocabulary_of_the_texts_own_ngrams(
-    scratch_vectorizers: Vectorizers, text: str, data: st.DataObject
-) -> None:
-    # Some of the text's n-grams, in any order, beside the fixed sample terms:
-    # both known and unknown n-grams, whatever characters they hold.
-    candidates = [gram for gram in dict.fromkeys(ngrams(text.split())) if gram not in SAMPLE_TERMS]
-    room = SCRATCH_MAX_TOKENS - 1 - len(SAMPLE_TERMS)
-    chosen = (
-        data.draw(st.lists(st.sampled_from(candidates), unique=True, max_size=room))
-        if candidates
-        else []
-    )
-    vocabulary = data.draw(st.permutations([*SAMPLE_TERMS, *chosen]))
-    scratch_vectorizers.ids.set_vocabulary(vocabulary)
-    scratch_vectorizers.bag.set_vocabulary(vocabulary)
-    keras_vocabulary = scratch_vectorizers.bag.get_vocabulary()
-    assert keras_vocabulary == ["[UNK]", *vocabulary]
-    index = {term: position for position, term in enumerate(keras_vocabulary)}
-
-    assert_keras_agrees(scratch_vectorizers, index, text)
-
-
-# --------------------------------------------------------------------------
-# Scores of the built-in model, on real mail
-
-
-@dataclass(frozen=True)
-class RealMail:
-    sources: list[str]
-    texts: list[str]
-
-
-def iter_spamassassin() -> Iterator[RawMessage]:
-    for folder in SPAMASSASSIN_FOLDERS:
-        for item in iter_messages(CORPUS_DIR / f"{folder}.tar.bz2"):
-            assert isinstance(item, RawMessage), item
-            yield item
-
-
-@pytest.fixture(scope="module")
-def real_mail(default_scorer: Scorer) -> RealMail:
-    """All 6,046 messages of the five archives (tokenizing them takes about 7 s)."""
-    if not all((CORPUS_DIR / f"{folder}.tar.bz2").is_file() for folder in SPAMASSASSIN_FOLDERS):
-        pytest.skip(f"{CORPUS_DIR} not found: the shared SpamAssassin archives are needed")
-    messages = list(iter_spamassassin())
-    texts = [message_tokens(message.raw, default_scorer.header_policy) for message in messages]
-    return RealMail([message.source for message in messages], texts)
-
-
-@pytest.fixture(scope="module")
-def default_keras_model() -> keras.Model:
-    return keras.saving.load_model(DEFAULT_MODEL_DIR / artifacts.KERAS_FILE, safe_mode=True)
-
-
-def in_batches(texts: list[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    for start in range(0, len(texts), size):
-        yield start, texts[start : start + size]
-
-
-@pytest.mark.slow
-def test_parity_real_mail_bags_match_the_model_vectorizer(
-    default_scorer: Scorer, default_keras_model: keras.Model, real_mail: RealMail
-) -> None:
-    vectorizer = default_keras_model.get_layer("vectorizer")
-    # 64 rows of 50,000 int64 are 25 MB; the whole corpus at once would be 2.4 GB.
-    for start, batch in in_batches(real_mail.texts, 64):
-        bags = np.asarray(vectorizer(tf.constant(batch)))
-        for offset, (text, bag) in enumerate(zip(batch, bags, strict=True)):
-            keras_indices = set(np.flatnonzero(bag).tolist())
-            scorer_present = set(default_scorer._present_indices(text).tolist())
-            assert keras_indices == scorer_present, real_mail.sources[start + offset]
-
-
-@pytest.mark.slow
-def test_parity_real_mail_scores_and_labels_match_keras(
-    default_scorer: Scorer, default_keras_model: keras.Model, real_mail: RealMail
-) -> None:
-    keras_scores = np.asarray(
-        default_keras_model.predict(tf.constant(real_mail.texts), batch_size=256, verbose=0),
-        dtype=np.float64,
-    ).reshape(-1)
-    scorer_scores = default_scorer.score_texts(real_mail.texts)
-
-    difference = np.abs(keras_scores - scorer_scores)
-    worst = int(np.argmax(difference))
-    # 1.2e-7 (two float32 units in the last place) on 2026-11-27.
-    assert difference[worst] <= SCORE_TOLERANCE, real_mail.sources[worst]
-    keras_labels = [default_scorer.verdict(float(score)).label for score in keras_scores]
-    scorer_labels = [default_scorer.verdict(float(score)).label for score in scorer_scores]
-    disagreements = [
-        source
-        for source, keras_label, scorer_label in zip(
-            real_mail.sources, keras_labels, scorer_labels, strict=True
+    network = Network.from_scratch(spec, RULE, seed)
+    names = []
+    for index, layer in enumerate(layers):
+        network.layers[index].kernel = np.array(layer.kernel.numpy())
+        network.layers[index].bias = np.array(layer.bias.numpy())
+        names += [f"dense_{index}.kernel", f"dense_{index}.bias"]
+    # The optimizer's accumulators follow model.trainable_variables' order.
+    by_variable = {
+        id(variable): accumulator
+        for variable, accumulator in zip(
+            model.trainable_variables, optimizer._accumulators, strict=True
         )
-        if keras_label != scorer_label
-    ]
-    assert disagreements == []
+    }
+    for index, layer in enumerate(layers):
+        for part, variable in (("kernel", layer.kernel), ("bias", layer.bias)):
+            network.accumulators[f"dense_{index}.{part}"] = np.array(
+                by_variable[id(variable)].numpy()
+            )
+    return model, network
 
 
-# --------------------------------------------------------------------------
-# Safe mode
+def sparse_batch(messages: list[list[int]]) -> Any:
+    positions, values = [], []
+    for row, indices in enumerate(messages):
+        positions += [[row, index] for index in indices]
+        values += [input_value(len(indices))] * len(indices)
+    return tf.SparseTensor(
+        np.array(positions, np.int64).reshape(-1, 2),
+        np.array(values, np.float32),
+        (len(messages), 1 << BITS),
+    )
 
 
-def test_parity_safe_mode_refuses_a_lambda_layer(tmp_path: Path) -> None:
-    inputs = keras.Input(shape=(3,))
-    outputs = layers.Lambda(lambda values: values * 2)(inputs)
-    model_path = tmp_path / "lambda.keras"
-    keras.Model(inputs, outputs).save(model_path)
+def assert_same_state(model: Any, network: Any) -> None:
+    from spamcli.model import dense_layers
 
-    with pytest.raises(ValueError, match="Lambda"):
-        keras.saving.load_model(model_path, safe_mode=True)
-    # The file itself is sound: only safe mode refuses it.
-    unsafe = keras.saving.load_model(model_path, safe_mode=False)
-    np.testing.assert_array_equal(unsafe.predict(np.ones((1, 3)), verbose=0), [[2.0, 2.0, 2.0]])
+    optimizer = model.optimizer
+    by_variable = {
+        id(variable): accumulator
+        for variable, accumulator in zip(
+            model.trainable_variables, optimizer._accumulators, strict=True
+        )
+    }
+    for index, layer in enumerate(dense_layers(model)):
+        ours = network.layers[index]
+        np.testing.assert_allclose(ours.kernel, layer.kernel.numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(ours.bias, layer.bias.numpy(), rtol=0, atol=1e-6)
+        for part, variable in (("kernel", layer.kernel), ("bias", layer.bias)):
+            np.testing.assert_allclose(
+                network.accumulators[f"dense_{index}.{part}"],
+                by_variable[id(variable)].numpy(),
+                rtol=0,
+                atol=1e-6,
+            )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_parity_one_numpy_step_equals_one_keras_step(seed: int, label: float) -> None:
+    model, network = keras_model_and_network(seed)
+    indices = sorted(np.random.default_rng(seed).choice(1 << BITS, 40, replace=False).tolist())
+
+    keras_score = float(model.predict_on_batch(sparse_batch([indices]))[0, 0])
+    model.train_on_batch(sparse_batch([indices]), np.array([[label]], np.float32))
+    score_before = network.learn(indices, label)
+
+    assert score_before == pytest.approx(keras_score, abs=1e-6)
+    assert_same_state(model, network)
+    # And the step moved the message the right way.
+    assert (network.score(indices) - score_before) * (label - 0.5) > 0
+
+
+def test_parity_several_steps_stay_equal() -> None:
+    model, network = keras_model_and_network(4)
+    generator = np.random.default_rng(4)
+    for step in range(10):
+        # Messages that share buckets: accumulators grow row by row.
+        indices = sorted(set(generator.choice(60, 25).tolist()))
+        label = float(step % 2)
+        model.train_on_batch(sparse_batch([indices]), np.array([[label]], np.float32))
+        network.learn(indices, label)
+    assert_same_state(model, network)
+
+
+def test_parity_a_batch_step_sums_the_gradients_of_shared_buckets() -> None:
+    # Two messages sharing buckets in one batch: BucketAdagrad adds their
+    # gradients for a shared row before squaring it, as dense Adagrad does.
+    model, network = keras_model_and_network(5)
+    first, second = [1, 2, 3, 7, 9], [2, 3, 4, 9, 11, 12]
+    from spamcli.model import dense_layers
+
+    kernel_before = dense_layers(model)[0].kernel.numpy().copy()
+    accumulator_before = model.optimizer._accumulators[0].numpy().copy()
+    with tf.GradientTape() as tape:
+        predictions = model(sparse_batch([first, second]), training=True)
+        loss = model.loss(np.array([[1.0], [0.0]], np.float32), predictions)
+    gradient = tf.convert_to_tensor(tape.gradient(loss, dense_layers(model)[0].kernel)).numpy()
+    model.train_on_batch(sparse_batch([first, second]), np.array([[1.0], [0.0]], np.float32))
+
+    rows = sorted(set(first) | set(second))
+    expected_accumulator = accumulator_before.copy()
+    expected_accumulator[rows] += np.mean(gradient[rows] ** 2, axis=1)
+    expected_kernel = kernel_before.copy()
+    expected_kernel[rows] -= (
+        RULE.learning_rate
+        * gradient[rows]
+        / np.sqrt(expected_accumulator[rows] + RULE.epsilon)[:, None]
+    )
+    np.testing.assert_allclose(
+        model.optimizer._accumulators[0].numpy(), expected_accumulator, atol=1e-6
+    )
+    np.testing.assert_allclose(dense_layers(model)[0].kernel.numpy(), expected_kernel, atol=1e-6)
+    untouched = [row for row in range(1 << BITS) if row not in rows]
+    np.testing.assert_array_equal(
+        dense_layers(model)[0].kernel.numpy()[untouched], kernel_before[untouched]
+    )
+    assert network  # the NumPy learner takes one message at a time
+
+
+def test_parity_trained_folder_scores_as_keras_did(trained_model_dir: Any) -> None:
+    # Training checks the NumPy copy against Keras on the validation mail and
+    # records the largest difference; above 1e-5 nothing would be saved.
+    from spamcli import artifacts
+
+    metadata = artifacts.read_metadata(trained_model_dir)
+    assert 0 <= metadata["training"]["export_max_difference"] <= 1e-5

@@ -1,16 +1,14 @@
-"""Tests of spamcli.tokens and spamcli.scoring: the token string both the Keras
-model and the TensorFlow-free scorer read, and the scorer's arithmetic.
+"""Tests of spamcli.tokens, spamcli.features and spamcli.scoring: the token
+string, the hashed input the network reads, and the scorer's arithmetic.
 
-Only ``test_scoring_ngrams_match_keras_text_vectorization`` imports Keras;
-everything else runs on NumPy and the hand-made model of conftest.py.
+Everything runs on NumPy and the hand-made model of conftest.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spamcli import artifacts, scoring
-from spamcli.artifacts import ScoringExport
+from spamcli import scoring
 from spamcli.corpus import RawMessage, ReadFailure, iter_messages
+from spamcli.features import FeatureSpec, bucket, feature_array, feature_indices, feature_ngrams
 from spamcli.scoring import Classification, Scorer, classify
 from spamcli.tokens import MAX_TOKEN_LENGTH, message_tokens, ngrams, token_string, tokenize
 
@@ -123,26 +121,32 @@ def test_scoring_ngrams_unigrams_then_bigrams() -> None:
     assert ngrams([]) == []
 
 
-def test_scoring_ngrams_match_keras_text_vectorization() -> None:
-    import keras
-    import tensorflow as tf
+def test_scoring_features_are_the_buckets_of_the_first_tokens() -> None:
+    spec = FeatureSpec(bits=20, max_tokens=3)
 
-    texts = [
-        token_string([("subject", "Cheap pills now"), ("body", "Order cheap pills today!")]),
-        token_string([("body", "the the the repeated words the")]),
-        token_string([("subject", "one")]),
-        token_string([("x-mailer", "Outlook Express"), ("body", "$ $ win $")]),
-    ]
-    vectorizer = keras.layers.TextVectorization(
-        standardize=None, split="whitespace", ngrams=2, output_mode="int"
-    )
-    vectorizer.adapt(tf.constant(texts))
-    vocabulary = vectorizer.get_vocabulary()
+    indices = feature_indices("cheap pills now cheap pills", spec)
 
-    for text in texts:
-        indices = np.asarray(vectorizer(tf.constant([text])))[0]
-        keras_grams = [vocabulary[index] for index in indices if index != 0]
-        assert keras_grams == ngrams(text.split())
+    grams = ["cheap", "pills", "now", "cheap pills", "pills now"]
+    assert indices == sorted({bucket(gram, spec.bits) for gram in grams})
+    assert feature_array("cheap pills now cheap pills", spec).tolist() == indices
+    assert feature_indices("", spec) == []
+    # Stable across processes and machines: the CRC-32 of the UTF-8.
+    # A word's key is its CRC-32, a bigram's the two keys side by side.
+    golden = 0x9E3779B97F4A7C15
+    assert bucket("cash", 20) == ((zlib.crc32(b"cash") * golden) % 2**64) >> 44
+    key = (zlib.crc32(b"cash") << 32) | zlib.crc32(b"prize")
+    assert bucket("cash prize", 20) == ((key * golden) % 2**64) >> 44
+
+
+def test_scoring_feature_ngrams_name_every_bucket_of_the_message() -> None:
+    spec = FeatureSpec(bits=4, max_tokens=None)  # 16 buckets: collisions certain
+
+    named = feature_ngrams("alpha beta gamma delta epsilon zeta eta theta", spec)
+
+    assert sorted(named) == feature_indices("alpha beta gamma delta epsilon zeta eta theta", spec)
+    grams = [gram for names in named.values() for gram in names]
+    assert len(grams) == len(set(grams)) == 8 + 7
+    assert any(len(names) > 1 for names in named.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -174,66 +178,60 @@ def test_scoring_header_tokens_are_never_empty_and_never_hold_whitespace(
 # Scorer, on the hand-made model
 
 
-def reference_scores(export: ScoringExport, texts: list[str]) -> np.ndarray:
-    """What the Keras model computes, spelled out: a multi-hot vector over the
-    vocabulary (unknown n-grams in bucket 0), divided by its count (or its L2
-    norm, or nothing, as the export says), then each layer."""
-    index = {term: position for position, term in enumerate(export.vocabulary)}
-    bags = np.zeros((len(texts), len(export.vocabulary)), dtype=np.float64)
+def reference_scores(network: Any, texts: list[str]) -> np.ndarray:
+    """What the network computes, spelled out: the dense input vector (1/sqrt(n)
+    at each of the n buckets present), then each layer."""
+    spec = network.spec.features
+    inputs = np.zeros((len(texts), spec.buckets), dtype=np.float64)
     for row, text in enumerate(texts):
-        for gram in ngrams(text.split()):
-            bags[row, index.get(gram, 0)] = 1.0
-    if export.normalization == "none":
-        values = bags
-    else:
-        order = 1 if export.normalization == "count" else 2
-        norms = np.linalg.norm(bags, ord=order, axis=1, keepdims=True)
-        values = np.divide(bags, norms, out=np.zeros_like(bags), where=norms > 0)
-    for layer in export.layers:
-        values = values @ layer.kernel + layer.bias
+        present = feature_indices(text, spec)
+        if present:
+            inputs[row, present] = 1 / np.sqrt(len(present))
+    values = inputs
+    for layer in network.layers:
+        values = values @ layer.kernel.astype(np.float64) + layer.bias
         values = np.maximum(values, 0) if layer.activation == "relu" else 1 / (1 + np.exp(-values))
     return values[:, 0]
 
 
+TEXTS = ["cash prize", "meeting the team", "cash cash cash", "unknown words only", "", "the"]
+
+
 def test_scoring_scorer_matches_the_dense_computation(
-    synthetic_model_dir: Path, synthetic_export: ScoringExport
+    synthetic_model_dir: Path, synthetic_network: Any
 ) -> None:
-    texts = [
-        "cash prize",
-        "meeting the team",
-        "cash cash cash",  # a repeated n-gram counts once: multi-hot, not counts
-        "unknown words only",
-        "",
-        "the",
-    ]
+    # "cash cash cash": a repeated n-gram counts once.
+    scores = Scorer(synthetic_model_dir).score_texts(TEXTS)
 
-    scores = Scorer(synthetic_model_dir).score_texts(texts)
-
-    np.testing.assert_allclose(scores, reference_scores(synthetic_export, texts), atol=1e-6)
+    np.testing.assert_allclose(scores, reference_scores(synthetic_network, TEXTS), atol=1e-6)
     assert scores[0] > 0.5 > scores[1]
 
 
-@pytest.mark.parametrize("l2_normalize", [True, False])
-def test_scoring_format_version_1_folders_still_score(
-    synthetic_model_dir: Path, synthetic_export: ScoringExport, l2_normalize: bool
-) -> None:
-    # Version 1 recorded only whether the bag was L2-normalised.
-    metadata = json.loads((synthetic_model_dir / artifacts.METADATA_FILE).read_text())
-    metadata["format_version"] = 1
-    del metadata["export"]["normalization"]
-    metadata["export"]["l2_normalize"] = l2_normalize
-    artifacts.write_metadata(synthetic_model_dir, metadata)
-    old_export = dataclasses.replace(
-        synthetic_export, normalization="l2" if l2_normalize else "none"
+def test_scoring_changed_rows_override_the_kernel(tmp_path: Path, synthetic_network: Any) -> None:
+    # A learned folder keeps kernel.npz and lists the rows learning changed
+    # in weights.npz; the scorer must read the changed ones.
+    from tests.conftest import write_synthetic_model
+
+    original = write_synthetic_model(tmp_path / "original", synthetic_network)
+    synthetic_network.learn(
+        feature_indices("meeting the team", synthetic_network.spec.features), 1.0
     )
-    texts = ["cash prize", "meeting the team", "unknown words only", "", "the"]
-    scorer = Scorer(synthetic_model_dir)
+    assert synthetic_network.changed
+    learned = tmp_path / "learned"
+    learned.mkdir()
+    synthetic_network.kernel_path = original / "kernel.npz"
+    write_synthetic_model(learned, synthetic_network)
+    scorer = Scorer(learned)
 
-    light = [scorer.score_text_light(text) for text in texts]
-
-    np.testing.assert_allclose(light, reference_scores(old_export, texts), atol=1e-6)
-    np.testing.assert_allclose(scorer.score_texts(texts), light, rtol=0, atol=1e-12)
-    assert not np.allclose(light, reference_scores(synthetic_export, texts), atol=1e-3)
+    np.testing.assert_allclose(
+        [scorer.score_text_light(text) for text in TEXTS],
+        reference_scores(synthetic_network, TEXTS),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        scorer.score_texts(TEXTS), reference_scores(synthetic_network, TEXTS), atol=1e-6
+    )
+    assert (learned / "kernel.npz").stat().st_ino == (original / "kernel.npz").stat().st_ino
 
 
 def test_scoring_scorer_scores_raw_messages(synthetic_model_dir: Path) -> None:
@@ -249,17 +247,16 @@ def test_scoring_scorer_scores_raw_messages(synthetic_model_dir: Path) -> None:
 
 
 def test_scoring_light_and_numpy_paths_agree(
-    synthetic_model_dir: Path, synthetic_export: ScoringExport
+    synthetic_model_dir: Path, synthetic_network: Any
 ) -> None:
     # A few messages are scored with the standard library, batches with
-    # NumPy; both must give the Keras computation's scores.
-    texts = ["cash prize", "meeting the team", "cash cash cash", "unknown words only", "", "the"]
+    # NumPy; both must give the network's scores.
     scorer = Scorer(synthetic_model_dir)
 
-    light = [scorer.score_text_light(text) for text in texts]
+    light = [scorer.score_text_light(text) for text in TEXTS]
 
-    np.testing.assert_allclose(light, scorer.score_texts(texts), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(light, reference_scores(synthetic_export, texts), atol=1e-6)
+    np.testing.assert_allclose(light, scorer.score_texts(TEXTS), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(light, reference_scores(synthetic_network, TEXTS), atol=1e-6)
 
 
 def test_scoring_one_message_does_not_import_numpy(trained_model_dir: Path, tmp_path: Path) -> None:

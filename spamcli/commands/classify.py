@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import sys
@@ -20,8 +21,10 @@ from spamcli.commands.options import (
     format_option,
     limit_blas_threads,
     model_option,
+    open_scorer,
     read_messages,
     resolve_cutoffs,
+    shown_name,
     warn,
 )
 from spamcli.errors import SpamcliError
@@ -65,20 +68,18 @@ def predict(
         raise click.UsageError("--explain-top needs --explain")
     limit_blas_threads()
     from spamcli.corpus import ReadFailure
-    from spamcli.scoring import Scorer, classify
+    from spamcli.scoring import classify
     from spamcli.scoring import exit_status as verdict_exit_status
 
     try:
-        scorer = Scorer(model_dir)
+        scorer = open_scorer(model_dir)
     except SpamcliError as error:
-        if exit_status:
-            warn(str(error))
-            sys.exit(verdict_exit_status((), failed=True))
-        fail(error)
+        fail(error, verdict_exit_status((), failed=True) if exit_status else None)
     cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
     failures = 0
     labels: set[str] = set()
-    messages = read_messages(paths or (Path("-"),))
+    not_mail: collections.deque[str | None] = collections.deque()
+    messages = _noting_not_mail(read_messages(paths or (Path("-"),)), not_mail)
     if explain:
         from spamcli.explaining import DEFAULT_TOP, explain_messages
 
@@ -91,12 +92,16 @@ def predict(
             if isinstance(item, ReadFailure):
                 if item.skipped:
                     # A FIFO or device found in a folder: no message, no error.
-                    warn(f"skipped {item.source}: {item.reason}")
+                    warn(f"skipped {shown_name(item.source)}: {item.reason}")
                     continue
                 failures += 1
-                warn(f"{item.source}: {item.reason}")
+                warn(f"{shown_name(item.source)}: {item.reason}")
                 continue
             labels.add(item.label)
+            # classify gives one result per message, in order.
+            reason = not_mail.popleft()
+            if reason is not None:
+                warn(f"{item.source}: {NOT_MAIL} ({reason}); its verdict means little")
             if output_format == "json":
                 record = {
                     "source": item.source,
@@ -105,37 +110,52 @@ def predict(
                     "index": item.index,
                     "message_id": item.message_id,
                 }
+                if reason is not None:
+                    record["warning"] = NOT_MAIL
                 if explain:
                     record["explanation"] = _explanation_records(item.explanation)
                 click.echo(json.dumps(record))
             elif item.index is None:
-                click.echo(f"{item.label} {item.score:.6f} {item.source}")
+                click.echo(f"{item.label} {item.score:.6f} {shown_name(item.source)}")
             else:
                 identifier = _message_id_field(item.message_id)
-                click.echo(f"{item.label} {item.score:.6f} {item.source} {item.index} {identifier}")
+                click.echo(
+                    f"{item.label} {item.score:.6f} {shown_name(item.source)} "
+                    f"{item.index} {identifier}"
+                )
             if explain and output_format != "json":
                 for line in _explanation_lines(item.explanation):
                     click.echo(line)
     except SpamcliError as error:
         # A model that loaded but cannot score: weights that are no numbers.
-        if exit_status:
-            warn(str(error))
-            sys.exit(verdict_exit_status((), failed=True))
-        fail(error)
+        fail(error, verdict_exit_status((), failed=True) if exit_status else None)
     if exit_status:
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
         sys.exit(1)
 
 
+# The warning JSON output carries for input that is no mail (mail.looks_like_mail).
+NOT_MAIL = "not a mail message"
+
+
+def _noting_not_mail(items: Iterator[Any], reasons: collections.deque[str | None]) -> Iterator[Any]:
+    """The messages, unchanged; for each, why it is not mail (or None) is
+    appended to REASONS, in the order classify gives their results back."""
+    from spamcli.corpus import ReadFailure
+    from spamcli.mail import looks_like_mail
+
+    for item in items:
+        if not isinstance(item, ReadFailure):
+            reasons.append(looks_like_mail(item.raw))
+        yield item
+
+
 def _explanation_lines(explanation: Any) -> Iterator[str]:
     """'    +0.012345  "click here"': indented, so a line of its own is a
-    prediction; the out-of-vocabulary bucket is unquoted."""
-    from spamcli.explaining import OUT_OF_VOCABULARY
-
+    prediction; n-grams that share a bucket are quoted together."""
     for effect in explanation.effects:
-        token = effect.token if effect.token == OUT_OF_VOCABULARY else f'"{effect.token}"'
-        yield f"    {effect.effect:+.6f}  {token}"
+        yield f'    {effect.effect:+.6f}  "{effect.token}"'
 
 
 def _explanation_records(explanation: Any) -> list[dict[str, Any]]:
@@ -184,13 +204,12 @@ def sort_command(
     stderr, the others are still sorted, and the exit status is 1.
     """
     limit_blas_threads()
-    from spamcli.scoring import Scorer
     from spamcli.sorting import Kept, Moved, Skipped, sort_maildir
 
     counts = {"moved": 0, "kept": 0, "skipped": 0}
     moved_to: dict[str, int] = {}
     try:
-        scorer = Scorer(model_dir)
+        scorer = open_scorer(model_dir)
         cutoffs = resolve_cutoffs(scorer, threshold, ham_cutoff)
         for event in sort_maildir(
             scorer, maildir, cutoffs, spam_folder, unsure_folder, dry_run=dry_run
@@ -200,14 +219,14 @@ def sort_command(
                 folder = event.destination_path.parent.parent.name
                 moved_to[folder] = moved_to.get(folder, 0) + 1
                 click.echo(
-                    f"{event.label} {event.score:.6f} {event.source_path} -> "
-                    f"{event.destination_path}"
+                    f"{event.label} {event.score:.6f} {shown_name(str(event.source_path))} -> "
+                    f"{shown_name(str(event.destination_path))}"
                 )
             elif isinstance(event, Kept):
                 counts["kept"] += 1
             elif isinstance(event, Skipped):
                 counts["skipped"] += 1
-                warn(f"skipped {event.source_path}: {event.reason}")
+                warn(f"skipped {shown_name(str(event.source_path))}: {event.reason}")
     except SpamcliError as error:
         fail(error)
     verb = "would move" if dry_run else "moved"

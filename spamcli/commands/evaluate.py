@@ -10,15 +10,19 @@ from typing import Any
 import click
 
 from spamcli.commands.options import (
-    DEFAULT_MODEL_DIR,
+    MODEL_DEFAULT_HELP,
+    MODEL_LOCATION,
+    check_model,
     cutoff_options,
     fail,
     format_option,
     labelled_sources,
     limit_blas_threads,
+    model_location,
     model_option,
     number,
     record_option,
+    shown_name,
     warn,
 )
 from spamcli.errors import SpamcliError
@@ -32,12 +36,27 @@ def evaluation_models_option(function: Callable[..., Any]) -> Callable[..., Any]
         "--model",
         "model_dirs",
         multiple=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="SPAMCLI_MODEL",
-        default=(DEFAULT_MODEL_DIR,),
-        show_default="$SPAMCLI_MODEL, else the built-in default model",
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        callback=_resolve_models,
+        show_default=MODEL_DEFAULT_HELP,
         help="Model folder. Repeat to compare models on the same messages.",
     )(function)
+
+
+def _resolve_models(
+    context: click.Context, parameter: click.Parameter, values: tuple[Path, ...]
+) -> tuple[Path, ...]:
+    """No -m: the one model the other commands would use (spamcli.locations)."""
+    from spamcli.locations import OPTION, ModelLocation, resolve_model
+
+    if values:
+        # Every one came from -m/--model, which model errors then name.
+        context.meta[MODEL_LOCATION] = ModelLocation(values[0], OPTION)
+        return values
+    location = resolve_model(None)
+    context.meta[MODEL_LOCATION] = location
+    return (location.path,)
 
 
 @click.command()
@@ -66,6 +85,41 @@ def evaluation_models_option(function: Callable[..., Any]) -> Callable[..., Any]
     help="With two or more models: list up to N messages the models give different verdicts.",
 )
 @record_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Replay the mail as it arrived: classify each message, then learn its true "
+    "label, and measure the verdicts given before each was learned. The model folder "
+    "is never written.",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["date", "name"]),
+    default="date",
+    show_default=True,
+    help="With --online: arrival order, by the Date header (undated last) or by the "
+    "number in the file name (inmail.N).",
+)
+@click.option(
+    "--train",
+    "train_on",
+    type=click.Choice(["on-everything", "on-error"]),
+    default="on-everything",
+    show_default=True,
+    help="With --online: learn every message, or only those given the wrong verdict.",
+)
+@click.option(
+    "--from-scratch",
+    is_flag=True,
+    help="With --online: start from a network that has learned nothing (train's "
+    "settings; --seed), not from a model folder.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="With --from-scratch: the seed of the network's initial weights.  [default: 1]",
+)
 def evaluate(
     sources: tuple[Path, ...],
     ham_paths: tuple[Path, ...],
@@ -78,15 +132,54 @@ def evaluate(
     plots_dir: Path | None,
     disagreements: int,
     record: bool,
+    online: bool,
+    order: str,
+    train_on: str,
+    from_scratch: bool,
+    seed: int | None,
 ) -> None:
     """Measure a model on labelled mail (same SOURCES as train), or compare
     models (-m A -m B) on the same messages.
 
     Unless told --no-record, the date, the sources and the main figures are
     appended to evaluations.jsonl in each model folder (see `spamcli info`).
+    With --online, the mail is replayed in arrival order through a copy of
+    the model in memory, each message learned after its verdict (nothing is
+    recorded), and --plots adds learning_curve.png.
     """
     limit_blas_threads()
-    from spamcli.evaluation import evaluate_models
+    from spamcli import extras
+
+    online_only = [
+        name
+        for name, given in (
+            ("--from-scratch", from_scratch),
+            ("--seed", seed is not None),
+            ("--order", order != "date"),
+            ("--train", train_on != "on-everything"),
+        )
+        if given
+    ]
+    if online_only and not online:
+        raise click.UsageError(f"{online_only[0]} needs --online")
+    if online:
+        _evaluate_online(
+            sources,
+            ham_paths,
+            spam_paths,
+            model_dirs,
+            output_format,
+            threshold,
+            ham_cutoff,
+            sweep,
+            plots_dir,
+            disagreements,
+            order,
+            train_on,
+            from_scratch,
+            seed,
+        )
+        return
 
     if not (sources or ham_paths or spam_paths):
         raise click.UsageError("give labelled mail: SOURCES, --ham PATH or --spam PATH")
@@ -96,6 +189,13 @@ def evaluate(
         raise click.UsageError(
             f"the ham cut-off {ham_cutoff} must not be above the spam cut-off {threshold}"
         )
+    try:
+        modules = extras.PLOTTING_MODULES if plots_dir is not None else extras.EVALUATION_MODULES
+        extras.require("spamcli evaluate", "evaluate", modules)
+    except SpamcliError as error:
+        fail(error)
+    from spamcli.evaluation import evaluate_models
+
     try:
         comparison = evaluate_models(
             model_dirs,
@@ -113,8 +213,11 @@ def evaluate(
     except ValueError as error:  # a ham cut-off above a model's spam cut-off
         raise click.UsageError(str(error)) from None
     results = comparison["models"]
-    if results[0]["unreadable"]:
-        warn(f"{results[0]['unreadable']} inputs could not be read")
+    for failure in results[0]["unreadable_inputs"]:
+        warn(f"{shown_name(failure['source'])}: {failure['reason']}")
+    unreadable = results[0]["unreadable"]
+    if unreadable:
+        warn(f"{unreadable} input{'s' if unreadable != 1 else ''} could not be read")
     if plots_dir is not None and any(result["roc_auc"] is None for result in results):
         warn("no ROC or precision-recall plot: they need both ham and spam")
     if record:
@@ -131,6 +234,100 @@ def evaluate(
         return
     for line in _evaluation_lines(comparison, sweep):
         click.echo(line)
+
+
+def _evaluate_online(
+    sources: tuple[Path, ...],
+    ham_paths: tuple[Path, ...],
+    spam_paths: tuple[Path, ...],
+    model_dirs: tuple[Path, ...],
+    output_format: str,
+    threshold: float | None,
+    ham_cutoff: float | None,
+    sweep: bool,
+    plots_dir: Path | None,
+    disagreements: int,
+    order: str,
+    train_on: str,
+    from_scratch: bool,
+    seed: int | None,
+) -> None:
+    """evaluate --online: one replay (spamcli.replay), rendered as evaluate's report."""
+    from spamcli import extras
+    from spamcli.config import TrainingConfig
+
+    if not (sources or ham_paths or spam_paths):
+        raise click.UsageError("give labelled mail: SOURCES, --ham PATH or --spam PATH")
+    if len(model_dirs) > 1 or disagreements:
+        raise click.UsageError("--online replays one model; -m once, no --disagreements")
+    if threshold is not None or ham_cutoff is not None:
+        raise click.UsageError("--online judges by the model's own cut-off")
+    try:
+        modules = extras.PLOTTING_MODULES if plots_dir is not None else extras.EVALUATION_MODULES
+        extras.require("spamcli evaluate", "evaluate", modules)
+    except SpamcliError as error:
+        fail(error)
+    from spamcli.replay import replay
+
+    try:
+        report = replay(
+            sources,
+            ham_paths,
+            spam_paths,
+            model_dir=None if from_scratch else model_dirs[0],
+            scratch=TrainingConfig(seed=1 if seed is None else seed) if from_scratch else None,
+            order=order,
+            train_on=train_on.removeprefix("on-"),
+            sweep=sweep,
+            plots_dir=plots_dir,
+        )
+    except SpamcliError as error:
+        fail(error)
+    for failure in report.failures:
+        warn(f"{shown_name(failure.source)}: {failure.reason}")
+    result = {
+        "model": report.started_from,
+        "name": "from scratch" if from_scratch else Path(model_dirs[0]).name,
+        "online": {
+            "order": order,
+            "train": train_on,
+            "learned": sum(message.learned for message in report.messages),
+            "seconds": round(report.seconds, 3),
+            "learning_seconds": round(report.learn_seconds, 3),
+            "learning_curve": report.learning_curve,
+        },
+        **report.metrics,
+        "duplicates": report.duplicates,
+        "unreadable": len(report.failures),
+        "unreadable_inputs": [
+            {"source": failure.source, "reason": failure.reason} for failure in report.failures
+        ],
+    }
+    plots = result.pop("plots", None)
+    if output_format == "json":
+        if plots is not None:
+            result["plots"] = plots
+        click.echo(json.dumps(result, indent=2))
+        return
+    learned = result["online"]["learned"]
+    which = "every one" if train_on == "on-everything" else f"the {learned} given the wrong verdict"
+    start = " from a network that had learned nothing" if from_scratch else ""
+    click.echo(
+        f"replayed {len(report.messages)} messages in {order} order{start}, learning "
+        f"{which} after its verdict, in {report.seconds:.1f} s"
+    )
+    comparison: dict[str, Any] = {"models": [result]}
+    if plots is not None:
+        comparison["plots"] = plots
+    for line in _evaluation_lines(comparison, sweep):
+        click.echo(line)
+    click.echo(
+        "errors per 100 messages: "
+        + " ".join(
+            str(window["false_positives"] + window["false_negatives"])
+            for window in report.learning_curve
+        )
+    )
 
 
 def _evaluation_lines(comparison: dict[str, Any], sweep: bool) -> Iterator[str]:
@@ -230,7 +427,7 @@ def _evaluation_lines(comparison: dict[str, Any], sweep: bool) -> Iterator[str]:
                     + "  ".join(
                         f"{cell:<{width}}" for cell, width in zip(cells, columns, strict=True)
                     )
-                    + f"  {message['source']}"
+                    + f"  {shown_name(message['source'])}"
                 )
 
     for path in comparison.get("plots", ()):
@@ -257,8 +454,12 @@ def _record_evaluation(
 ) -> None:
     """Append the evaluation to the model's log; a folder that cannot be
     written to is worth a warning, not a failed evaluation."""
+    from spamcli.locations import is_builtin_model
     from spamcli.model_card import evaluation_record, record_evaluation
 
+    if is_builtin_model(model_dir):
+        warn("the built-in model is read-only; the evaluation is not recorded")
+        return
     try:
         record_evaluation(model_dir, evaluation_record(result, sources, ham_paths, spam_paths))
     except SpamcliError as error:
@@ -277,10 +478,17 @@ def info(model_dir: Path, output_format: str) -> None:
     """
     from spamcli.model_card import model_card
 
+    location = model_location(model_dir)
     try:
+        check_model(model_dir)
         card = model_card(model_dir)
     except SpamcliError as error:
         fail(error)
+    card["location"] = {
+        "origin": location.origin,
+        "reason": location.reason(),
+        "read_only": location.read_only,
+    }
     if output_format == "json":
         click.echo(json.dumps(card, indent=2))
         return
@@ -298,6 +506,7 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
     yield from _rows(
         [
             ("model", card["model_dir"]),
+            ("in use as", card["location"]["reason"]),
             ("format version", card["format_version"]),
             ("created", card["created"] or "unknown"),
             ("versions", ", ".join(f"{name} {version}" for name, version in versions.items())),
@@ -332,21 +541,42 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
         ]
     )
     yield "network"
-    normalised = {
-        "count": ", divided by their count",
-        "l2": ", L2-normalised",
-        "none": "",
-    }[card["normalization"]]
+    features = card["features"]
+    tokens = features.get("max_tokens")
     difference = card["export_max_difference"]
+    weights = card["weights"]
     yield from _rows(
-        [("vocabulary", f"{card['vocabulary_size']} n-grams{normalised}")]
+        [
+            (
+                "input",
+                f"word unigrams and bigrams of the first {tokens or 'all'} tokens, hashed "
+                f"into {2 ** int(features['bits'])} buckets",
+            )
+        ]
         + [
             (layer["name"], f"{layer['inputs']} -> {layer['units']}, {layer['activation']}")
             for layer in card["layers"]
         ]
         + (
-            [("export check", f"differs from Keras by at most {difference:.3g} on validation")]
+            [
+                (
+                    "export check",
+                    f"NumPy differs from Keras by at most {difference:.3g} on validation",
+                )
+            ]
             if isinstance(difference, float)
+            else []
+        )
+        + (
+            [
+                (
+                    "learned since",
+                    f"{weights.get('messages_learned', 0)} messages, "
+                    f"{weights.get('changed_rows', 0)} kernel rows changed since "
+                    f"{weights.get('kernel_file', 'kernel.npz')}",
+                )
+            ]
+            if weights
             else []
         )
     )

@@ -7,16 +7,31 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from spamcli.errors import SpamcliError
+from spamcli.errors import ModelError, SpamcliError
 
-# The built-in default model ships with the project, beside the package.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "default"
+if TYPE_CHECKING:
+    from spamcli.locations import ModelLocation
+    from spamcli.scoring import Scorer
+
 # Where `corpus fetch` and `corpus split` put corpora unless told otherwise.
 DATA_DIR_VARIABLE = "SPAMCLI_DATA"
+# The key of the chosen model's location in click's context (see model_option).
+MODEL_LOCATION = "spamcli.model_location"
+MODEL_DEFAULT_HELP = "$SPAMCLI_MODEL, else the user model if it exists, else the built-in model"
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_MODEL_DIR, the built-in model, is looked up when asked for:
+    # importlib.resources would cost every command 5 ms at start-up.
+    if name == "DEFAULT_MODEL_DIR":
+        from spamcli.locations import builtin_model_dir
+
+        return builtin_model_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def data_dir() -> Path:
@@ -24,16 +39,79 @@ def data_dir() -> Path:
 
 
 def model_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """-m/--model: the model folder, else $SPAMCLI_MODEL, else the user
+    model, else the built-in one (spamcli.locations). The command gets the
+    folder's path; model_location() tells where it came from. The path is
+    not checked here: a usage error would stop `spamcli filter` before it
+    passes the message on, so a bad path is reported when the model is
+    loaded, naming the option or variable that gave it."""
     return click.option(
         "-m",
         "--model",
         "model_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="SPAMCLI_MODEL",
-        default=DEFAULT_MODEL_DIR,
-        show_default="$SPAMCLI_MODEL, else the built-in default model",
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        default=None,
+        callback=_resolve_model,
+        show_default=MODEL_DEFAULT_HELP,
         help="Model folder.",
     )(function)
+
+
+def _resolve_model(context: click.Context, parameter: click.Parameter, value: Path | None) -> Path:
+    from spamcli.locations import resolve_model
+
+    location = resolve_model(value)
+    context.meta[MODEL_LOCATION] = location
+    return location.path
+
+
+def model_location(model_dir: Path) -> ModelLocation:
+    """Where MODEL_DIR came from: the location model_option chose, or, for a
+    path from anywhere else, the option."""
+    from spamcli.locations import OPTION, ModelLocation
+
+    context = click.get_current_context(silent=True)
+    location = context.meta.get(MODEL_LOCATION) if context is not None else None
+    if isinstance(location, ModelLocation) and location.path == model_dir:
+        return location
+    return ModelLocation(Path(model_dir), OPTION)
+
+
+def check_model(model_dir: Path) -> None:
+    """Refuse a model path that is no readable folder, naming the option or
+    the variable that gave it (locations.check_model_dir)."""
+    from spamcli.locations import check_model_dir
+
+    check_model_dir(model_location(model_dir))
+
+
+def open_scorer(model_dir: Path) -> Scorer:
+    """The model loaded for scoring; a ModelError names the option or the
+    variable that gave a bad folder."""
+    from spamcli.scoring import Scorer
+
+    location = model_location(model_dir)
+    try:
+        check_model(model_dir)
+        return Scorer(model_dir)
+    except ModelError as error:
+        raise ModelError(with_culprit(error, location)) from None
+
+
+def with_culprit(error: BaseException, location: ModelLocation | None = None) -> str:
+    """A model error's message, ending with what chose the model folder (the
+    option, the variable, the user or the built-in model) unless it says so."""
+    message = str(error)
+    if not isinstance(error, ModelError):
+        return message
+    if location is None:
+        context = click.get_current_context(silent=True)
+        location = context.meta.get(MODEL_LOCATION) if context is not None else None
+        if location is None:
+            return message
+    suffix = f"({location.culprit})"
+    return message if message.endswith(suffix) else f"{message} {suffix}"
 
 
 def labelled_sources(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -139,8 +217,15 @@ def limit_blas_threads() -> None:
         os.environ.setdefault(variable, "1")
 
 
-def fail(error: SpamcliError) -> NoReturn:
-    raise click.ClickException(str(error)) from None
+def fail(error: SpamcliError, status: int | None = None) -> NoReturn:
+    """End the command with click's 'Error: ...' line on stderr, and exit
+    status 1 or STATUS. A model error names what chose the model folder."""
+    message = with_culprit(error)
+    if status is not None:
+        # As click.ClickException.show prints it; its exit code is always 1.
+        click.echo(f"Error: {message}", err=True)
+        sys.exit(status)
+    raise click.ClickException(message) from None
 
 
 def warn(message: str) -> None:
@@ -181,16 +266,39 @@ def read_messages(paths: tuple[Path, ...], whole: bool = False) -> Iterator[Any]
     a file or stdin costs about 1 MB of memory; ``whole`` keeps every byte,
     for `learn`, which identifies a message by the digest of all of it."""
     from spamcli.config import MAX_MESSAGE_BYTES
-    from spamcli.corpus import iter_messages, read_stream
+    from spamcli.corpus import ReadFailure, iter_messages, read_stream
 
     read_limit = None if whole else MAX_MESSAGE_BYTES
     for path in paths:
         if str(path) == "-":
             # sys.stdin is None when descriptor 0 was closed at start-up.
             stdin = getattr(sys.stdin, "buffer", None)
+            hint_if_terminal(stdin)
             yield read_stream(stdin, "-", read_limit=read_limit)
         else:
-            yield from iter_messages(path, read_limit=read_limit)
+            found = False
+            for item in iter_messages(path, read_limit=read_limit):
+                found = found or not (isinstance(item, ReadFailure) and item.skipped)
+                yield item
+            # An empty folder is an input that gave nothing, as a missing one
+            # is: a mistyped Maildir path must not pass for "no spam".
+            if not found and path.is_dir():
+                yield ReadFailure(str(path), "no messages in this folder")
+
+
+TERMINAL_HINT = (
+    "reading one message from the terminal; end it with Ctrl-D (or give a PATH to read files)"
+)
+
+
+def hint_if_terminal(stream: Any) -> None:
+    """Say on stderr that stdin is being read, when it is a terminal: a
+    command run without a PATH otherwise seems to hang."""
+    import contextlib
+
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        if stream is not None and stream.isatty():
+            warn(TERMINAL_HINT)
 
 
 def number(value: float | int | None) -> str:
@@ -225,10 +333,23 @@ class Counter:
 def one_line(error: BaseException) -> str:
     """An error as one line: the message of ours, the type and message of any other."""
     if isinstance(error, SpamcliError | click.ClickException):
-        text = error.format_message() if isinstance(error, click.ClickException) else str(error)
+        text = (
+            error.format_message()
+            if isinstance(error, click.ClickException)
+            else with_culprit(error)
+        )
     else:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return " ".join(text.split())
+
+
+def shown_name(name: str) -> str:
+    """A file or member name as one field of a line of text output: as it is
+    when every character of it is printable, else as Python's repr writes it
+    (``'a\\nham 0.010000 forged'``), so that a newline or another control
+    character in a name cannot forge a line of output (JSON escapes them
+    itself). A name that is not UTF-8 shows its bytes as ``\\udcXX``."""
+    return name if name.isprintable() else repr(name)
 
 
 def warn_if_possible(message: str) -> None:
@@ -237,3 +358,32 @@ def warn_if_possible(message: str) -> None:
 
     with contextlib.suppress(OSError, ValueError):
         warn(message)
+
+
+class SpamcliGroup(click.Group):
+    """The command group. An optional package a command turns out to need
+    and that is not installed (TensorFlow for learn, today) ends it with one
+    line naming the extra to install, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImportError as error:
+            from spamcli.extras import from_import_error
+
+            command = " ".join(filter(None, ("spamcli", ctx.invoked_subcommand)))
+            missing = from_import_error(command, error)
+            if missing is None:
+                raise
+            raise click.ClickException(str(missing)) from None
+
+
+def point_stdout_at_devnull() -> None:
+    """After stdout's reader went away (EPIPE), so that the flush at exit
+    cannot fail again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass

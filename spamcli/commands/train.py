@@ -1,4 +1,4 @@
-"""spamcli train, index-vocabulary and the corpus group."""
+"""spamcli train and the corpus group."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 import click
 
 from spamcli.commands.options import (
+    MODEL_LOCATION,
     Counter,
     data_dir,
     fail,
     labelled_sources,
+    model_location,
     model_option,
     number,
     warn,
@@ -33,6 +35,14 @@ from spamcli.errors import SpamcliError
     default=TrainingConfig.epochs,
     show_default=True,
     help="Most epochs to train.",
+)
+@click.option(
+    "--bits",
+    type=click.IntRange(10, 24),
+    default=TrainingConfig.bits,
+    show_default=True,
+    help="The n-grams are hashed into 2**BITS buckets; the model folder takes about "
+    "2**BITS x 68 bytes (20: 68 MiB, 18: 17 MiB). Fewer buckets, more collisions.",
 )
 @click.option(
     "--headers",
@@ -68,10 +78,25 @@ from spamcli.errors import SpamcliError
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's start-up log and Keras' line per epoch (else: a progress bar).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Add the messages the model folder has learned (spamcli learn) to the training "
     "data, and keep them in the new model.",
+)
+@click.option(
+    "--distribute",
+    # spamcli.distributed.DISTRIBUTIONS, not imported here: --help stays instant.
+    type=click.Choice(["multi-worker"]),
+    default=None,
+    help="Train on several machines with TensorFlow's MultiWorkerMirroredStrategy, "
+    "configured by the TF_CONFIG environment variable; run the same command on every "
+    "machine. The chief writes the model (see docs/distributed-training.md).",
 )
 def train(
     sources: tuple[Path, ...],
@@ -80,12 +105,15 @@ def train(
     model_dir: Path,
     seed: int,
     epochs: int,
+    bits: int,
     header_policy: str,
     unsure_rate: float | None,
     target_false_positive_rate: float | None,
     target_recall: float | None,
     quiet: bool,
+    verbose: bool,
     resume: bool,
+    distribute: str | None,
 ) -> None:
     """Train a model on labelled mail and save it to the model folder.
 
@@ -93,12 +121,32 @@ def train(
     easy_ham, hard_ham, ... ; spam, spam_2, ...) or CSV/TSV files with label
     and text columns. With no sources at all, the SpamAssassin public corpus
     is fetched into data/ (if not there yet) and used.
+
+    Without -m or $SPAMCLI_MODEL the model is saved as the user model
+    (~/.local/share/spamcli/model), never into the built-in one.
     """
-    from spamcli.learning import learned_count, train_with_learned
-    from spamcli.training import train as train_model
+    from spamcli import extras
+    from spamcli import quiet as quieting
 
     if target_false_positive_rate is not None and target_recall is not None:
         raise click.UsageError("give --target-fpr or --target-recall, not both")
+    if quiet and verbose:
+        raise click.UsageError("give -q/--quiet or -v/--verbose, not both")
+    if resume and distribute:
+        raise click.UsageError("give --resume or --distribute, not both")
+    try:
+        extras.require("spamcli train", "train", extras.TRAINING_MODULES)
+    except SpamcliError as error:
+        fail(error)
+    model_dir = _training_target(model_dir)
+    if resume and not model_dir.exists():
+        raise click.ClickException(
+            f"--resume: there is no model at {model_dir} whose learned messages to add"
+        )
+    quieting.import_tensorflow(verbose)
+    from spamcli.learning import learned_count, train_with_learned
+    from spamcli.training import train as train_model
+
     if not (sources or ham_paths or spam_paths):
         sources = (_fetched_spamassassin(quiet),)
     if target_false_positive_rate is None:
@@ -107,6 +155,7 @@ def train(
         header_policy=header_policy,
         seed=seed,
         epochs=epochs,
+        bits=bits,
         unsure_rate=unsure_rate,
         target_false_positive_rate=target_false_positive_rate,
         target_recall=target_recall,
@@ -118,7 +167,12 @@ def train(
         )
     from spamcli import interruption
 
-    with Counter("reading mail", quiet) as counter, interruption.interruptible():
+    progress = quieting.EpochProgress(epochs, enabled=not (quiet or verbose))
+    with (
+        Counter("reading mail", quiet) as counter,
+        interruption.interruptible(),
+        progress,
+    ):
         try:
             if resume:
                 report, included = train_with_learned(
@@ -128,7 +182,8 @@ def train(
                     spam_paths,
                     config,
                     reading_progress=counter.update,
-                    fit_verbosity=0 if quiet else 2,
+                    fit_verbosity=quieting.fit_verbosity(verbose),
+                    **_epoch_progress(train_with_learned, progress),
                 )
                 warn(f"included {included} learned messages from {model_dir}")
             else:
@@ -139,7 +194,9 @@ def train(
                     spam_paths,
                     config,
                     reading_progress=counter.update,
-                    fit_verbosity=0 if quiet else 2,
+                    fit_verbosity=quieting.fit_verbosity(verbose),
+                    **_epoch_progress(train_model, progress),
+                    **({"distribute": distribute} if distribute else {}),
                 )
         except SpamcliError as error:
             fail(error)
@@ -160,7 +217,48 @@ def train(
     )
     if target_recall is None:
         _warn_if_unresolved(target_false_positive_rate, validation, config.validation_fraction)
-    click.echo(f"saved {report.model_dir}")
+    if distribute:
+        click.echo(
+            f"{report.worker}, one of {report.workers} workers: weights sha256 "
+            f"{report.weights_sha256[:16]}"
+            + ("" if report.saved else "; the chief saves the model")
+        )
+    if report.saved:
+        click.echo(f"saved {report.model_dir}")
+
+
+def _training_target(model_dir: Path) -> Path:
+    """Where train writes: the folder of -m or $SPAMCLI_MODEL, else the user
+    model; never the built-in model (locations.training_target)."""
+    from spamcli.locations import USER, ModelLocation, training_target
+
+    location = model_location(model_dir)
+    try:
+        target = training_target(location)
+    except SpamcliError as error:
+        fail(error)
+    if target != location.path or location.origin == USER:
+        # Errors in saving it then name the user model, not the built-in one.
+        context = click.get_current_context()
+        context.meta[MODEL_LOCATION] = ModelLocation(target, USER)
+    return target
+
+
+def _epoch_progress(function: Any, progress: Any) -> dict[str, Any]:
+    """``epoch_progress=PROGRESS`` for a training function that takes it.
+
+    training.train and learning.train_with_learned call it as Keras'
+    on_epoch_end(epoch, logs).
+    """
+    import inspect
+
+    if not progress.enabled:
+        return {}
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"epoch_progress": progress} if "epoch_progress" in parameters else {}
 
 
 def _warn_if_unresolved(
@@ -187,31 +285,26 @@ def _warn_if_unresolved(
     )
 
 
-@click.command("index-vocabulary")
-@model_option
-def index_vocabulary(model_dir: Path) -> None:
-    """Add vocabulary.index to a model folder trained without one.
-
-    predict then looks n-grams up in the memory-mapped index instead of
-    building a dictionary of the vocabulary, which makes it start faster;
-    scores do not change. Training writes the index itself.
-    """
-    from spamcli.artifacts import write_vocabulary_index
-
-    try:
-        index_path = write_vocabulary_index(model_dir)
-    except SpamcliError as error:
-        fail(error)
-    click.echo(f"wrote {index_path}")
-
-
 @click.group()
 def corpus() -> None:
     """Get public corpora and the standard splits used for benchmarks."""
 
 
+# The corpora `corpus fetch` knows.
+KNOWN_CORPORA = ("spamassassin",)
+
+
+def _known_corpus(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    if value.lower() not in KNOWN_CORPORA:
+        raise click.BadParameter(
+            f"unknown corpus {value!r}; the corpora spamcli can fetch are: "
+            + ", ".join(KNOWN_CORPORA)
+        )
+    return value.lower()
+
+
 @corpus.command()
-@click.argument("name", type=click.Choice(["spamassassin"]))
+@click.argument("name", metavar="CORPUS", callback=_known_corpus)
 @click.option(
     "--dest",
     "dest_dir",
@@ -223,7 +316,7 @@ def corpus() -> None:
     "--mirror", default=None, help="Take the archives from this local folder or URL instead."
 )
 def fetch(name: str, dest_dir: Path | None, mirror: str | None) -> None:
-    """Download a public corpus and verify every message.
+    """Download a public corpus (CORPUS: spamassassin) and verify every message.
 
     spamassassin: the five archives of the SpamAssassin public corpus (6,046
     messages), each message checked against the md5 in its file name. Files
@@ -269,8 +362,13 @@ def split(split_name: str, source_dir: Path | None, dest_dir: Path | None) -> No
     hard_ham and spam_2. The result is DEST/train/{ham,spam} and
     DEST/test/{ham,spam}, ready for `spamcli train DEST/train`.
     """
+    from spamcli import extras
     from spamcli.corpus import write_split
 
+    try:
+        extras.require("spamcli corpus split", "evaluate", extras.EVALUATION_MODULES)
+    except SpamcliError as error:
+        fail(error)
     source = source_dir or data_dir() / "spamassassin"
     destination = dest_dir or data_dir() / "splits" / split_name
     try:

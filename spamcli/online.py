@@ -1,0 +1,289 @@
+"""Learning one message at a time, in NumPy: the network's own loss, the
+training's own optimizer, continued where training stopped.
+
+A filter lives on a stream: mail arrives, the user corrects a verdict, and
+the correction must count at once. Each message learned is one step of the
+optimizer ``spamcli train`` used (model.py's BucketAdagrad) on the
+network's loss for that message alone, from the optimizer's state as
+training (or the last learn) left it:
+
+- the loss is binary cross-entropy of the spam probability against the
+  label, smoothed as in training (0.05 / 0.95 with label smoothing 0.1);
+- every variable takes an Adagrad step, g being its gradient:
+  acc += g**2, variable -= learning_rate * g / sqrt(acc + epsilon); for the
+  first kernel the accumulator is one a row, acc[r] += mean(g[r]**2), and
+  only the rows of the message's buckets move.
+
+Because the input is hashed (features.py), a word training never saw has a
+row of its own, whose accumulator is still at its initial value: its first
+step is a full learning_rate, so one message is enough to teach a new
+spam campaign. tests/test_parity.py checks that one step here equals one
+Keras step of BucketAdagrad on the same weights.
+
+Nothing here imports TensorFlow. A cold ``spamcli learn`` maps the folder's
+kernel copy-on-write, so it reads and copies only the rows it learns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spamcli import artifacts
+from spamcli.artifacts import (
+    ACCUMULATOR_SUFFIX,
+    CHANGED_ACCUMULATOR_ROWS,
+    CHANGED_KERNEL_ROWS,
+    CHANGED_ROWS,
+    FIRST_ACCUMULATOR,
+    FIRST_KERNEL,
+    NetworkSpec,
+)
+from spamcli.config import LearningRule
+from spamcli.features import input_value
+
+# kernel.npz is rewritten with the changed rows merged in once this share
+# of its rows has changed: weights.npz, rewritten by every learn, stays
+# small (2**20 / 16 rows of 16 units is 4 MiB), and the kernel is written
+# once in thousands of messages rather than at every one.
+COMPACTION_SHARE = 1 / 16
+
+
+@dataclass
+class Layer:
+    kernel: np.ndarray  # float32
+    bias: np.ndarray  # float32
+    activation: str
+
+
+@dataclass
+class Network:
+    """The weights and the optimizer's state, in memory, ready to learn."""
+
+    spec: NetworkSpec
+    rule: LearningRule
+    layers: list[Layer]
+    # The optimizer's accumulators, by variable name (see artifacts);
+    # FIRST_KERNEL's has one value a row.
+    accumulators: dict[str, np.ndarray]
+    # Rows of the first kernel that differ from the folder's kernel.npz.
+    changed: set[int] = field(default_factory=set)
+    messages_learned: int = 0
+    # The kernel.npz these weights were read from (None: not from a folder).
+    kernel_path: Path | None = None
+
+    @property
+    def first_kernel(self) -> np.ndarray:
+        return self.layers[0].kernel
+
+    # ------------------------------------------------------------------
+    # Building
+
+    @classmethod
+    def from_folder(cls, model_dir: str | Path, metadata: dict[str, Any]) -> Network:
+        """A folder's current weights and optimizer state."""
+        model_path = Path(model_dir)
+        spec = artifacts.network_spec(model_path, metadata)
+        rule = artifacts.learning_rule(model_path, metadata)
+        weights = artifacts.open_weights(model_path, metadata)
+        kernel = weights.kernel_file.copy_on_write(FIRST_KERNEL)
+        changed_rows = weights.weights_file.array(CHANGED_ROWS).astype(np.intp)
+        if changed_rows.size:
+            kernel[changed_rows] = weights.weights_file.array(CHANGED_KERNEL_ROWS)
+        layers = []
+        for index, layer_spec in enumerate(spec.layers):
+            layer_kernel = (
+                kernel if index == 0 else weights.weights_file.array(f"{layer_spec.name}.kernel")
+            )
+            bias = weights.weights_file.array(f"{layer_spec.name}.bias")
+            layers.append(
+                Layer(
+                    layer_kernel if index == 0 else np.array(layer_kernel, dtype=np.float32),
+                    np.array(bias, dtype=np.float32),
+                    layer_spec.activation,
+                )
+            )
+        # The first kernel's accumulator: kernel.npz's, changed rows' from weights.npz.
+        first_accumulator = weights.kernel_file.copy_on_write(FIRST_ACCUMULATOR)
+        if changed_rows.size:
+            first_accumulator[changed_rows] = weights.weights_file.array(CHANGED_ACCUMULATOR_ROWS)
+        accumulators = {FIRST_KERNEL: first_accumulator}
+        for name in spec.variable_names():
+            accumulators[name] = np.array(
+                weights.weights_file.array(name + ACCUMULATOR_SUFFIX), dtype=np.float32
+            )
+        learned = metadata.get("weights", {}).get("messages_learned", 0)
+        return cls(
+            spec,
+            rule,
+            layers,
+            accumulators,
+            changed=set(changed_rows.tolist()),
+            messages_learned=learned if isinstance(learned, int) else 0,
+            kernel_path=model_path / artifacts.KERNEL_FILE,
+        )
+
+    @classmethod
+    def from_scratch(cls, spec: NetworkSpec, rule: LearningRule, seed: int) -> Network:
+        """A network that has learned nothing: Glorot-uniform kernels (as
+        Keras initialises them), zero biases, accumulators at their initial
+        value."""
+        generator = np.random.default_rng(seed)
+        layers = []
+        inputs = spec.features.buckets
+        for layer_spec in spec.layers:
+            limit = math.sqrt(6 / (inputs + layer_spec.units))
+            kernel = generator.uniform(-limit, limit, (inputs, layer_spec.units))
+            layers.append(
+                Layer(
+                    kernel.astype(np.float32),
+                    np.zeros(layer_spec.units, np.float32),
+                    layer_spec.activation,
+                )
+            )
+            inputs = layer_spec.units
+        network = cls(spec, rule, layers, {})
+        for name in (FIRST_KERNEL, *spec.variable_names()):
+            shape = (spec.features.buckets,) if name == FIRST_KERNEL else spec.shape(name)
+            network.accumulators[name] = np.full(shape, rule.initial_accumulator, np.float32)
+        return network
+
+    # ------------------------------------------------------------------
+    # Scoring and learning
+
+    def score(self, indices: Sequence[int] | np.ndarray) -> float:
+        """The spam probability of a message given as its buckets."""
+        return float(self._forward(np.asarray(indices, dtype=np.intp))[0])
+
+    def learn(
+        self, indices: Sequence[int] | np.ndarray, target: float, smooth: bool = True
+    ) -> float:
+        """One optimizer step on the message's loss against TARGET (1 spam,
+        0 ham; label smoothing applied unless SMOOTH is false, for a target
+        that is a probability already); returns the score the message had
+        before the step."""
+        buckets = np.asarray(indices, dtype=np.intp)
+        probability, activations = self._forward(buckets)
+        smoothing = self.rule.label_smoothing if smooth else 0.0
+        smoothed = target * (1.0 - smoothing) + 0.5 * smoothing
+        # d(loss)/d(logit) of sigmoid + cross-entropy.
+        delta = np.array([probability - smoothed])
+        gradients: list[tuple[str, np.ndarray]] = []
+        for index in range(len(self.layers) - 1, 0, -1):
+            layer = self.layers[index]
+            below = activations[index - 1]
+            gradients.append((f"dense_{index}.kernel", np.outer(_activate(below), delta)))
+            gradients.append((f"dense_{index}.bias", delta))
+            delta = (layer.kernel.astype(np.float64) @ delta) * (below > 0)
+        gradients.append(("dense_0.bias", delta))
+        # Every present bucket's input is the same value, so every row's
+        # gradient is the same vector: that value times the first layer's delta.
+        row_gradient = delta * input_value(buckets.size)
+        self._step_first_kernel(buckets, row_gradient)
+        for name, gradient in gradients:
+            self._step(name, gradient)
+        self.messages_learned += 1
+        return probability
+
+    def _forward(self, buckets: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """The probability and every layer's pre-activation, in float64."""
+        first = self.layers[0]
+        total = first.kernel[buckets].sum(axis=0, dtype=np.float64) if buckets.size else 0.0
+        pre_activation = total * input_value(buckets.size) + first.bias
+        activations = [np.asarray(pre_activation, dtype=np.float64)]
+        for layer in self.layers[1:]:
+            below = _activate(activations[-1])
+            activations.append(below @ layer.kernel.astype(np.float64) + layer.bias)
+        logit = float(activations[-1][0])
+        return _sigmoid(logit), activations
+
+    def _step(self, name: str, gradient: np.ndarray) -> None:
+        layer_index, _, part = name.partition(".")
+        layer = self.layers[int(layer_index.removeprefix("dense_"))]
+        variable = layer.kernel if part == "kernel" else layer.bias
+        accumulator = self.accumulators[name]
+        updated = accumulator.astype(np.float64) + gradient**2
+        accumulator[...] = updated
+        step = self.rule.learning_rate * gradient / np.sqrt(updated + self.rule.epsilon)
+        variable[...] = variable.astype(np.float64) - step
+
+    def _step_first_kernel(self, buckets: np.ndarray, row_gradient: np.ndarray) -> None:
+        if not buckets.size:
+            return
+        accumulator = self.accumulators[FIRST_KERNEL]
+        updated = accumulator[buckets].astype(np.float64) + float(np.mean(row_gradient**2))
+        accumulator[buckets] = updated
+        scale = self.rule.learning_rate / np.sqrt(updated + self.rule.epsilon)
+        kernel = self.first_kernel
+        kernel[buckets] = kernel[buckets].astype(np.float64) - scale[:, None] * row_gradient
+        self.changed.update(buckets.tolist())
+
+    # ------------------------------------------------------------------
+    # Writing
+
+    def write(self, directory: Path) -> tuple[dict[str, Any], bool]:
+        """Write kernel.npz and weights.npz into DIRECTORY (a staging folder);
+        return metadata.json's ``weights`` entry and whether kernel.npz was
+        written anew (see after_write).
+
+        kernel.npz is linked from the folder these weights came from while
+        few rows have changed, else written anew with every row current.
+        """
+        compact = self.kernel_path is None or len(self.changed) > (
+            COMPACTION_SHARE * self.spec.features.buckets
+        )
+        first_accumulator = self.accumulators[FIRST_KERNEL]
+        if compact:
+            artifacts.write_npz(
+                directory / artifacts.KERNEL_FILE,
+                {FIRST_KERNEL: self.first_kernel, FIRST_ACCUMULATOR: first_accumulator},
+            )
+            rows = np.zeros(0, dtype=np.intp)
+        else:
+            assert self.kernel_path is not None
+            artifacts.link_or_copy(self.kernel_path, directory / artifacts.KERNEL_FILE)
+            rows = np.array(sorted(self.changed), dtype=np.intp)
+        arrays: dict[str, np.ndarray] = {
+            CHANGED_ROWS: rows,
+            CHANGED_KERNEL_ROWS: self.first_kernel[rows].reshape(
+                rows.size, self.spec.layers[0].units
+            ),
+            CHANGED_ACCUMULATOR_ROWS: first_accumulator[rows],
+        }
+        for index, layer in enumerate(self.layers):
+            if index:
+                arrays[f"dense_{index}.kernel"] = layer.kernel
+            arrays[f"dense_{index}.bias"] = layer.bias
+        for name, accumulator in self.accumulators.items():
+            if name != FIRST_KERNEL:
+                arrays[name + ACCUMULATOR_SUFFIX] = accumulator
+        artifacts.write_npz(directory / artifacts.WEIGHTS_FILE, arrays)
+        entry = {
+            "kernel_file": artifacts.KERNEL_FILE,
+            "weights_file": artifacts.WEIGHTS_FILE,
+            "changed_rows": int(rows.size),
+            "messages_learned": self.messages_learned,
+        }
+        return entry, compact
+
+    def after_write(self, model_dir: Path, compacted: bool) -> None:
+        """Once what write() wrote is in place as MODEL_DIR: its kernel.npz is
+        the one later writes link, and holds every change if compacted."""
+        self.kernel_path = Path(model_dir) / artifacts.KERNEL_FILE
+        if compacted:
+            self.changed = set()
+
+
+def _activate(values: np.ndarray) -> np.ndarray:
+    return np.maximum(values, 0.0)
+
+
+def _sigmoid(logit: float) -> float:
+    # Through exp(-|x|), so that nothing overflows.
+    decay = math.exp(-abs(logit))
+    return 1.0 / (1.0 + decay) if logit >= 0 else decay / (1.0 + decay)
