@@ -343,13 +343,9 @@ def _rename_no_replace(source: Path, destination: Path) -> bool:
 @functools.cache
 def _renameat2() -> Any:
     """libc's renameat2, or None (not Linux, or a C library without it)."""
-    import ctypes
-    import ctypes.util
+    from spamcli.artifacts import libc_renameat2
 
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return None
-    return getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+    return libc_renameat2()
 
 
 def _reason(error: OSError) -> str:

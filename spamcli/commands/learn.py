@@ -67,10 +67,9 @@ def learn(
     paths = paths or (Path("-"),)
     if [str(path) for path in paths].count("-") > 1:
         raise click.UsageError("stdin ('-') holds one message; give it once")
-    from spamcli import interruption, quiet
+    from spamcli import interruption
     from spamcli.locations import is_builtin_model, writable_model
 
-    quiet.quiet_tensorflow()
     try:
         check_model(model_dir)
         if forget and is_builtin_model(model_dir):
