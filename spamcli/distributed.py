@@ -30,9 +30,12 @@ convention for non-chief workers, would hold nothing anyone reads).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+import re
+import signal
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,3 +216,41 @@ def exchange_buckets(
         result.append(pieces[shard][positions[shard]])
         positions[shard] += 1
     return result
+
+
+@contextlib.contextmanager
+def collective_work() -> Iterator[None]:
+    """The exchanges and the fit: Ctrl-C and SIGTERM end the process at once,
+    and a lost worker is a ClusterError.
+
+    A worker waits inside TensorFlow's C++ for the others (for one that was
+    never started, forever), where no Python signal handler runs:
+    spamcli.interruption's handlers would leave Ctrl-C and SIGTERM unheard.
+    Nothing is written meanwhile (the folder is written after the fit), so
+    the operating system's default, ending the process, loses nothing.
+    """
+    import tensorflow as tf
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {number: signal.signal(number, signal.SIG_DFL) for number in signals}
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    except (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+    ) as error:
+        # TensorFlow's message is a graph dump; gRPC's own words say what happened.
+        reason = re.search(r'grpc_message:"([^"]+)"', str(error.message))
+        raise ClusterError(
+            f"lost touch with another worker ({type(error).__name__}"
+            + (f": {reason.group(1)}" if reason else "")
+            + "); nothing was saved: start every worker again"
+        ) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -184,7 +184,9 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
 
     Cost on the SpamAssassin corpora (6,046 messages, Python 3.11, one core):
     median 0.15 ms a message under ``content`` and 0.20 ms under ``all``; mean
-    0.4 ms, half of it in HTMLParser. A 50 MB message costs ~15 ms.
+    0.32 ms under ``all``, 0.145 ms of it in HTMLParser and 0.10 ms in the
+    email parser (0.36 ms before the shortcuts of _field_name, _header_text
+    and _HtmlTextParser.updatepos). A 50 MB message costs ~15 ms.
 
     Raises ``ValueError`` for an unknown policy, the one error that is the
     caller's and not the message's.
@@ -196,7 +198,13 @@ def iter_fields(raw: bytes, headers: str = "content") -> Iterator[tuple[str, str
     """extract_fields, field by field: a caller that stops early (the
     tokenizer, once it has the tokens a model reads) leaves the rest of the
     message's parts undecoded. The same fields in the same order; the policy
-    is checked at the call, before the first field is asked for."""
+    is checked at the call, before the first field is asked for.
+
+    Little on ordinary mail (0.01 ms a message of the SpamAssassin corpora,
+    where the email parser has read every part already), more on long
+    multipart mail: the hostile catalogue's 10,000 parts took the scorer's
+    tokens from 132 to 94 ms.
+    """
     if headers not in config.HEADER_POLICIES:
         raise ValueError(
             f"unknown header policy {headers!r}; "
@@ -577,7 +585,7 @@ class _HtmlTextParser(HTMLParser):
     def updatepos(self, i: int, j: int) -> int:
         # HTMLParser counts the lines and columns of all it reads, for
         # getpos() alone, which nothing here calls: 10 % of its time on the
-        # random split's HTML parts.
+        # SpamAssassin corpora's 1,210 HTML parts.
         return j
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -183,8 +183,10 @@ def train(
     spec = network_spec(config)
     strategy = None
     if cluster is not None:
-        # Before any other TensorFlow operation, as the strategy must be.
-        strategy = distributed.start_strategy(cluster)
+        # Before any other TensorFlow operation, as the strategy must be; it
+        # waits for every worker to start.
+        with distributed.collective_work():
+            strategy = distributed.start_strategy(cluster)
     corpus = read_labelled(
         sources,
         ham_paths,
@@ -230,26 +232,27 @@ def train(
     if cluster is None:
         fitted = _fit(training_part, validation_part, spec, config, fit_verbosity, epoch_progress)
     else:
-        distributed.check_same_corpus(strategy, cluster, fingerprint, counts)
-        # Every worker holds every held-out message: each computes the same
-        # validation loss, and replays the same mail.
-        held_out = distributed.exchange_buckets(
-            strategy,
-            cluster,
-            [(example.shard, example.indices) for example in validation_part],
-        )
-        for example, indices in zip(validation_part, held_out, strict=True):
-            example.indices = indices
-        fitted = _fit_distributed(
-            strategy,
-            cluster.index,
-            training_part,
-            validation_part,
-            spec,
-            config,
-            fit_verbosity,
-            epoch_progress,
-        )
+        with distributed.collective_work():
+            distributed.check_same_corpus(strategy, cluster, fingerprint, counts)
+            # Every worker holds every held-out message: each computes the
+            # same validation loss, and replays the same mail.
+            held_out = distributed.exchange_buckets(
+                strategy,
+                cluster,
+                [(example.shard, example.indices) for example in validation_part],
+            )
+            for example, indices in zip(validation_part, held_out, strict=True):
+                example.indices = indices
+            fitted = _fit_distributed(
+                strategy,
+                cluster.index,
+                training_part,
+                validation_part,
+                spec,
+                config,
+                fit_verbosity,
+                epoch_progress,
+            )
     timings["fit"] = fitted.seconds
     network = fitted.network
 

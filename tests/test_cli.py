@@ -44,7 +44,12 @@ def walk_commands(
     """Every command and group under COMMAND, with the words that invoke it."""
     yield path, command
     if isinstance(command, click.Group):
-        for name, subcommand in sorted(command.commands.items()):
+        # Through list_commands and get_command, as click's own help does:
+        # the group imports its commands' modules only when asked for them.
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            subcommand = command.get_command(context, name)
+            assert subcommand is not None, name
             yield from walk_commands(subcommand, (*path, name))
 
 

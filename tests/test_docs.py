@@ -37,7 +37,6 @@ COMMANDS_PAGE = REPOSITORY_DIR / "docs" / "commands.md"
 CORPUS_DIR = REPOSITORY_DIR.parent / "shared" / "corpora" / "spamassassin"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Pages other engineers are writing with their features; linked already.
-PAGES_BEING_WRITTEN = ("docs/online-learning.md", "docs/serve.md")
 
 
 def example_parameters(*kinds: str) -> list[object]:
@@ -107,13 +106,6 @@ def test_docs_links_resolve() -> None:
                 continue  # a URL
             file_part, _, anchor = target.partition("#")
             linked = (page.parent / file_part).resolve() if file_part else page
-            relative = (
-                linked.relative_to(REPOSITORY_DIR)
-                if linked.is_relative_to(REPOSITORY_DIR)
-                else linked
-            )
-            if str(relative) in PAGES_BEING_WRITTEN and not linked.exists():
-                continue
             if not linked.exists():
                 broken.append(f"{page.name}: {target}")
             elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
@@ -128,8 +120,6 @@ def test_docs_readme_is_short_and_links_every_page() -> None:
     assert len(quick_start.strip().splitlines()) <= 60
     for page in sorted((REPOSITORY_DIR / "docs").glob("*.md")):
         assert f"docs/{page.name}" in text, f"README does not link docs/{page.name}"
-    for page in PAGES_BEING_WRITTEN:
-        assert page in text
 
 
 def all_commands() -> list[tuple[str, click.Command]]:
@@ -137,7 +127,11 @@ def all_commands() -> list[tuple[str, click.Command]]:
 
     def walk(prefix: str, command: click.Command) -> None:
         if isinstance(command, click.Group):
-            for name, sub in sorted(command.commands.items()):
+            # As click's help finds them: the commands are imported lazily.
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, name
                 walk(f"{prefix} {name}".strip(), sub)
         else:
             found.append((prefix, command))

@@ -361,9 +361,29 @@ def warn_if_possible(message: str) -> None:
 
 
 class SpamcliGroup(click.Group):
-    """The command group. An optional package a command turns out to need
-    and that is not installed (TensorFlow for learn, today) ends it with one
-    line naming the extra to install, not a traceback."""
+    """The command group. Its commands are imported when first asked for
+    (``lazy_commands``: name → (module, attribute)), as click's documentation
+    shows for large command lines. An optional package a command turns out
+    to need and that is not installed ends it with one line naming the
+    extra to install, not a traceback."""
+
+    def __init__(
+        self, *args: Any, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in self.lazy_commands:
+            import importlib
+
+            module_name, attribute = self.lazy_commands[name]
+            command = getattr(importlib.import_module(module_name), attribute)
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

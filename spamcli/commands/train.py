@@ -196,7 +196,7 @@ def train(
                     reading_progress=counter.update,
                     fit_verbosity=quieting.fit_verbosity(verbose),
                     **_epoch_progress(train_model, progress),
-                    **({"distribute": distribute} if distribute else {}),
+                    distribute=distribute,
                 )
         except SpamcliError as error:
             fail(error)

@@ -1,0 +1,240 @@
+"""The fast paths of parsing, tokenizing and hashing (issue 17) read every
+message as the plain code of tests/reference_pipeline.py does: the same
+tokens, the same buckets, on generated mail, the hostile catalogue and
+Hypothesis's broken mail.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import reference_pipeline as reference
+from hostile_catalogue import BIG_MESSAGES, HOSTILE_MESSAGES, HostileMessage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mail_strategies import hostile_mail
+
+from spamcli import corpus, features, mail, tokens
+from spamcli.config import HEADER_POLICIES
+from spamcli.features import FeatureSpec, batch_features, feature_array, feature_indices
+from spamcli.tokens import message_tokens, token_string
+
+FAST_SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# Token counts to stop at: the first token, a few, a model's 500.
+LIMITS = (1, 7, 500)
+SPECS = (FeatureSpec(bits=20, max_tokens=500), FeatureSpec(bits=12, max_tokens=3))
+
+
+def assert_tokens_as_the_reference(raw: bytes, policy: str) -> None:
+    expected = reference.message_tokens(raw, policy)
+    assert message_tokens(raw, policy) == expected
+    for limit in LIMITS:
+        assert message_tokens(raw, policy, limit) == " ".join(expected.split()[:limit])
+
+
+def assert_buckets_as_the_reference(texts: list[str], spec: FeatureSpec) -> None:
+    expected = [reference.feature_indices(text, spec) for text in texts]
+    assert [feature_indices(text, spec) for text in texts] == expected
+    assert [feature_array(text, spec).tolist() for text in texts] == expected
+    messages, buckets = batch_features(texts, spec)
+    assert [buckets[messages == row].tolist() for row in range(len(texts))] == expected
+
+
+@pytest.mark.parametrize("policy", HEADER_POLICIES)
+def test_fast_paths_generated_mail_gives_the_reference_tokens_and_buckets(
+    generate_mail: Callable[[str, int, int], list[bytes]], policy: str
+) -> None:
+    raws = generate_mail("ham", 20, 17) + generate_mail("spam", 20, 17)
+    for raw in raws:
+        assert_tokens_as_the_reference(raw, policy)
+    texts = [message_tokens(raw, policy) for raw in raws]
+    for spec in SPECS:
+        assert_buckets_as_the_reference(texts, spec)
+
+
+@pytest.mark.parametrize(
+    "message", [message for message in HOSTILE_MESSAGES if message.name not in BIG_MESSAGES]
+)
+def test_fast_paths_hostile_mail_gives_the_reference_tokens_and_buckets(
+    message: HostileMessage,
+) -> None:
+    raw = message.build()
+    for policy in HEADER_POLICIES:
+        assert_tokens_as_the_reference(raw, policy)
+        assert_buckets_as_the_reference([message_tokens(raw, policy)], SPECS[0])
+
+
+@FAST_SETTINGS
+@given(
+    raws=st.lists(hostile_mail(), min_size=1, max_size=5), policy=st.sampled_from(HEADER_POLICIES)
+)
+def test_fast_paths_broken_mail_gives_the_reference_tokens_and_buckets(
+    raws: list[bytes], policy: str
+) -> None:
+    for raw in raws:
+        assert_tokens_as_the_reference(raw, policy)
+    texts = [message_tokens(raw, policy) for raw in raws]
+    for spec in SPECS:
+        assert_buckets_as_the_reference(texts, spec)
+
+
+# Text that makes the patterns work: words, digits, dots and hyphens of
+# host names, $ and !, letters beyond ASCII (a Greek capital sigma lowers by
+# what follows it), and white space of every kind.
+PATTERN_TEXT = st.lists(
+    st.sampled_from(
+        [
+            *"abZ09_-.$!:/ '\"\t\n\x0b\x1c",
+            *("\u00a0", "\u2028", "\u3000", "\u0130", "\u03a3", "\u02b0", "\ud800", "\u00e9"),
+            *("mail3.example.com", "x" * 31, "3.53"),
+        ]
+    ),
+    max_size=120,
+).map("".join)
+
+
+@FAST_SETTINGS
+@given(text=PATTERN_TEXT)
+def test_fast_paths_patterns_find_what_the_plain_patterns_find(text: str) -> None:
+    lowered = text.lower()
+    assert tokens.TOKEN_PATTERN.findall(lowered) == reference.TOKEN_PATTERN.findall(lowered)
+    assert tokens.DOTTED_NAME.findall(lowered) == reference.DOTTED_NAME.findall(lowered)
+
+
+@FAST_SETTINGS
+@given(text=PATTERN_TEXT, repeat=st.integers(1, 40), needed=st.integers(1, 60))
+def test_fast_paths_tokens_of_a_long_text_are_found_a_window_at_a_time(
+    text: str, repeat: int, needed: int
+) -> None:
+    long_text = text * repeat
+    expected = reference.tokenize(long_text)[:needed]
+    assert tokens._tokens_of_lowered(long_text.lower(), needed) == expected
+    assert token_string([("body", long_text)], needed) == " ".join(expected)
+
+
+@FAST_SETTINGS
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.sampled_from(["body", "subject", "received", "x mailer!", "url"]), PATTERN_TEXT
+        ),
+        max_size=8,
+    ),
+    limit=st.sampled_from([None, 1, 5, 40]),
+)
+def test_fast_paths_token_string_is_the_reference_cut_to_its_limit(
+    fields: list[tuple[str, str]], limit: int | None
+) -> None:
+    expected = reference.token_string(fields)
+    if limit is not None:
+        expected = " ".join(expected.split(" ")[:limit])
+    assert token_string(fields, limit) == expected
+
+
+@FAST_SETTINGS
+@given(
+    texts=st.lists(PATTERN_TEXT, max_size=6),
+    spec=st.sampled_from([*SPECS, FeatureSpec(bits=16, max_tokens=None)]),
+)
+def test_fast_paths_buckets_of_any_text_are_the_reference_buckets(
+    texts: list[str], spec: FeatureSpec
+) -> None:
+    # Any text, not only token strings: white space of every kind, lone
+    # surrogates, nothing at all.
+    assert_buckets_as_the_reference(texts, spec)
+
+
+def test_fast_paths_ascii_white_space_that_only_text_splits_at_is_all_listed() -> None:
+    ascii_white_space = [chr(code) for code in range(128) if chr(code).isspace()]
+    only_text = [character for character in ascii_white_space if not character.encode().isspace()]
+    assert only_text == list(features._ASCII_SEPARATORS_OF_TEXT)
+
+
+HTML_TEXT = st.lists(
+    st.sampled_from(
+        [
+            *"<>/='\" \n&;!-?[]",
+            *("<b>", "</b>", "<p>", "<br/>", "<a href='http://x.example/a'>", "<td", "</td>"),
+            *("<img src=http://i.example/p.png />", "<script>", "</script>", "<style>"),
+            *("</style >", "</SCRIPT>", "<!--", "-->", "<!doctype html>", "<![CDATA[", "]]>"),
+            *("&amp;", "&#65;", "&#x4", "caf", "word", "\u00e9", "<?php", "</", "<a\nhref="),
+        ]
+    ),
+    max_size=60,
+).map("".join)
+
+
+class _HtmlTextParserCountingPositions(mail._HtmlTextParser):
+    """The parser with HTMLParser's own position counting back."""
+
+    updatepos = html.parser.HTMLParser.updatepos
+
+
+@FAST_SETTINGS
+@given(source=HTML_TEXT, chunk=st.sampled_from([7, 32_768]))
+def test_fast_paths_html_reads_the_same_without_counting_positions(source: str, chunk: int) -> None:
+    parsers = [mail._HtmlTextParser(), _HtmlTextParserCountingPositions()]
+    for parser in parsers:
+        for start in range(0, len(source), chunk):
+            parser.feed(source[start : start + chunk])
+        parser.close()
+    fast, counting = parsers
+    assert (fast.text_pieces, fast.urls) == (counting.text_pieces, counting.urls)
+
+
+HEADER_TEXT = st.lists(
+    st.sampled_from(
+        [*"ab Z:-\t\r\n", "\r\n ", "\n\t", "=?utf-8?q?caf=C3=A9?=", "=?", "\udce9", "\u00e9"]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@FAST_SETTINGS
+@given(value=HEADER_TEXT)
+def test_fast_paths_header_text_is_the_reference_header_text(value: str) -> None:
+    assert mail._header_text(value) == reference.header_text(value)
+    assert mail._field_name(value) == reference.header_text(value).lower()
+
+
+def test_fast_paths_long_header_names_are_not_cached() -> None:
+    name = "X-" + "n" * 1000
+    mail._cached_field_name.cache_clear()
+    assert mail._field_name(name) == name.lower()
+    assert mail._cached_field_name.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 5000, corpus._PEEK_BYTES - 1, corpus._PEEK_BYTES + 5])
+def test_fast_paths_a_file_head_is_read_as_a_plain_read_reads_it(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "message"
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path.write_bytes(data)
+    with open(path, "rb") as stream:
+        assert corpus._read_head(stream) == data[: corpus._PEEK_BYTES]
+    assert corpus._read_head(io.BytesIO(data)) == data[: corpus._PEEK_BYTES]
+
+
+def test_fast_paths_a_file_that_grows_is_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "message"
+    path.write_bytes(b"Subject: x\n\nfirst")
+    real_fstat = corpus.os.fstat
+
+    def size_before_it_grew(descriptor: int) -> object:
+        status = real_fstat(descriptor)
+        return type("Status", (), {"st_mode": status.st_mode, "st_size": 3})()
+
+    with open(path, "rb") as stream:
+        monkeypatch.setattr(corpus.os, "fstat", size_before_it_grew)
+        head = corpus._read_head(stream)
+    assert head == b"Subject: x\n\nfirst"
