@@ -480,8 +480,9 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
         corpus = load_corpus([split.train_dir])
         texts = [message_tokens(message.raw, config.header_policy) for message in corpus.messages]
         is_spam = np.array([message.label == SPAM for message in corpus.messages])
-        # The same 85/15 split of the training part as spamcli.training.train:
-        # the same messages, in the same order, with the same seed.
+        # An 85/15 split of the training part, stratified and seeded (train
+        # holds out the newest 15 % of each class by Date instead), and every
+        # token of a message where spamcli reads its first max_tokens.
         train_rows, validation_rows = train_test_split(
             np.arange(len(texts)),
             test_size=config.validation_fraction,

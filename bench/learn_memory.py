@@ -1,9 +1,11 @@
 """Peak memory and wall time of `spamcli learn` as the learned set grows.
 
-Every `learn` fine-tunes the trained weights on the whole learned set, so its
-memory must not grow by much per learned message. As dense rows of 50,000
-n-grams the learned set took 861 KiB of peak RSS a message (4,000 learned
-spam: 4,081 MiB); as sparse rows, 11 KiB (809 MiB; bench/README.md).
+`learn` takes one optimizer step a new message, with NumPy (the standard
+library for up to 8 messages), and appends each to learned.jsonl; its memory
+must not grow by much per learned message (the bar: 150 MiB peak). The
+learn of model format 2 fine-tuned with TensorFlow on the whole learned set:
+its figures, and the `import tensorflow` floor measured beside it, are in
+bench/README.md.
 
 The messages are the spam of the SpamAssassin public corpus, cycled up to
 --messages and made distinct by an `X-Bench-Copy: <n>` header line, as in

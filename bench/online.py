@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Mail streams replayed as they arrived: spamcli against bogofilter.
 
-The TREC immediate-feedback protocol on four streams, each ordered by Date
+The TREC immediate-feedback protocol on six streams, each ordered by Date
 (messages without a date last, ties by name; spamcli.replay's order):
 
     time          SpamAssassin easy_ham_2 + hard_ham + spam_2, after training

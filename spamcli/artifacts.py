@@ -241,6 +241,18 @@ def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
         )
     network_spec(model_path, metadata)
     learning_rule(model_path, metadata)
+    weights = metadata.get("weights", {})
+    if not isinstance(weights, dict) or not all(
+        isinstance(weights.get(name, 0), int) and not isinstance(weights.get(name, 0), bool)
+        for name in ("changed_rows", "messages_learned")
+    ):
+        raise ModelError(f"{model_path}: metadata's weights entry is not valid")
+
+
+def weights_entry(metadata: dict[str, Any]) -> dict[str, Any]:
+    """metadata.json's ``weights`` entry (checked by read_metadata); empty if absent."""
+    weights = metadata.get("weights")
+    return weights if isinstance(weights, dict) else {}
 
 
 def network_spec(model_path: Path, metadata: dict[str, Any]) -> NetworkSpec:
@@ -309,7 +321,11 @@ def network_metadata(network: NetworkSpec) -> tuple[dict[str, Any], dict[str, An
         "bits": network.features.bits,
         "max_tokens": network.features.max_tokens,
         "ngrams": "word unigrams and bigrams of the token string",
-        "hash": "CRC-32 of the n-gram's UTF-8, its low bits",
+        "hash": (
+            "a word's key is the CRC-32 of its UTF-8, a bigram's its two words' keys side"
+            " by side (64 bits); the bucket is the top bits of key times"
+            " 0x9E3779B97F4A7C15, modulo 2**64"
+        ),
         "input": "1/sqrt(n) for each of the n buckets present",
     }
     layers = []
@@ -690,7 +706,10 @@ def model_lock(model_dir: str | Path) -> Iterator[None]:
     folder itself is replaced by every write, and a lock inside it would go
     with it). The lock file is left in place: removing it would let a
     waiting process lock a file no newcomer opens."""
-    target = Path(model_dir).absolute()
+    # The folder a write replaces (write_model_dir resolves a link): through a
+    # link and through its target, two learns took two locks and one lost
+    # its message in 10 tries of 10.
+    target = _resolved(model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{target.name}.lock"
     try:

@@ -126,9 +126,16 @@ def read_learned(
             # Not read(length): a length that lies would be allocated whole.
             data = handle.read()[:length]
     except FileNotFoundError:
-        return {}
+        data = b""
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error}") from None
+    if length is not None and len(data) < length:
+        # Learned messages are gone from the file, not from the weights: a
+        # learn would take them for new and learn them twice.
+        raise ModelError(
+            f"{path} holds {len(data)} bytes where {artifacts.METADATA_FILE} records "
+            f"{length}: learned messages are missing"
+        )
     learned: dict[str, LearnedMessage] = {}
     for number, line in enumerate(data.splitlines(), 1):
         try:
@@ -320,7 +327,7 @@ def _light_enough(metadata: dict[str, Any], messages: int) -> bool:
 
     if messages > LIGHT_MESSAGE_LIMIT:
         return False
-    changed = metadata.get("weights", {}).get("changed_rows")
+    changed = artifacts.weights_entry(metadata).get("changed_rows")
     features = metadata["features"]
     buckets = 1 << int(features["bits"])
     max_tokens = features.get("max_tokens")

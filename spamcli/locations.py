@@ -162,6 +162,23 @@ def is_builtin_model(model_dir: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _kind_of(path: Path) -> str:
+    """What a path that is no folder is, for a message: "a file", "a FIFO"..."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
 def check_model_dir(location: ModelLocation) -> None:
     """Refuse, with a message naming where the path came from, a model path
     that is no folder or cannot be read; the model's own files are checked
@@ -172,7 +189,7 @@ def check_model_dir(location: ModelLocation) -> None:
             raise ModelError(f"the built-in model is missing from this installation ({path})")
         raise ModelError(f"no model folder at {path} ({location.culprit})")
     if not path.is_dir():
-        raise ModelError(f"{path} is a file, not a model folder ({location.culprit})")
+        raise ModelError(f"{path} is {_kind_of(path)}, not a model folder ({location.culprit})")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ModelError(
             f"cannot read the model folder {path}: permission denied ({location.culprit})"

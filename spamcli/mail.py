@@ -68,7 +68,7 @@ import email.utils
 import functools
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 
 from spamcli import config
@@ -113,6 +113,12 @@ _SPAMCLI_HEADER_PREFIX = "x-spam-"
 # part are parsed (45 ms at most), more than any newsletter's visible text.
 _MAX_HTML_SOURCE_CHARACTERS = config.MAX_TEXT_CHARACTERS
 _HTML_CHUNK_CHARACTERS = 32_768
+# When the caller wants only a text's first tokens (iter_fields'
+# WANTS_MORE), the parser is fed a small piece first, then pieces four times
+# larger, and stops once the text has enough: a model reads its first 500
+# tokens, about 300 of them from the headers, so most HTML parts need their
+# first 2 KB or so.
+_FIRST_HTML_CHUNK_CHARACTERS = 2_048
 
 # The parser checks every line against the boundary of each enclosing
 # multipart, so nesting costs depth squared: 900 nested levels in 47 KB took
@@ -194,11 +200,19 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
     return list(iter_fields(raw, headers))
 
 
-def iter_fields(raw: bytes, headers: str = "content") -> Iterator[tuple[str, str]]:
+def iter_fields(
+    raw: bytes, headers: str = "content", wants_more: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, str]]:
     """extract_fields, field by field: a caller that stops early (the
     tokenizer, once it has the tokens a model reads) leaves the rest of the
     message's parts undecoded. The same fields in the same order; the policy
     is checked at the call, before the first field is asked for.
+
+    WANTS_MORE(text) says whether the caller, given a field that starts with
+    TEXT, would still read on. With it an HTML part is parsed only until its
+    text has what the caller reads, so its body field may be shorter than
+    extract_fields' and no more fields follow it; the caller sees the same
+    beginning.
 
     Little on ordinary mail (0.01 ms a message of the SpamAssassin corpora,
     where the email parser has read every part already), more on long
@@ -210,16 +224,18 @@ def iter_fields(raw: bytes, headers: str = "content") -> Iterator[tuple[str, str
             f"unknown header policy {headers!r}; "
             f"expected one of {', '.join(config.HEADER_POLICIES)}"
         )
-    return _iter_fields(raw, headers)
+    return _iter_fields(raw, headers, wants_more)
 
 
-def _iter_fields(raw: bytes, headers: str) -> Iterator[tuple[str, str]]:
+def _iter_fields(
+    raw: bytes, headers: str, wants_more: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, str]]:
     collector = _FieldCollector(config.MAX_TEXT_CHARACTERS)
     given = 0
     try:
         # The extraction pauses after the headers and after each part; the
         # fields it has added by then are given out before it goes on.
-        for _ in _extract_into(collector, raw[: config.MAX_MESSAGE_BYTES], headers):
+        for _ in _extract_into(collector, raw[: config.MAX_MESSAGE_BYTES], headers, wants_more):
             while given < len(collector.fields):
                 given += 1
                 yield collector.fields[given - 1]
@@ -301,7 +317,12 @@ class _FieldCollector:
         self.remaining_characters -= len(text)
 
 
-def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> Iterator[None]:
+def _extract_into(
+    collector: _FieldCollector,
+    raw: bytes,
+    policy: str,
+    wants_more: Callable[[str], bool] | None = None,
+) -> Iterator[None]:
     """Add the message's fields to COLLECTOR, pausing (yielding) after the
     headers and after each part."""
     # No policy argument: compat32 is the parser's default, and importing
@@ -341,7 +362,7 @@ def _extract_into(collector: _FieldCollector, raw: bytes, policy: str) -> Iterat
         if collector.full:
             return
         try:
-            _add_part(collector, part, seen_urls)
+            _add_part(collector, part, seen_urls, wants_more)
         except Exception:
             continue
         yield
@@ -397,7 +418,12 @@ def _leaf_parts(message: email.message.Message) -> Iterator[email.message.Messag
             yield part
 
 
-def _add_part(collector: _FieldCollector, part: email.message.Message, seen_urls: set[str]) -> None:
+def _add_part(
+    collector: _FieldCollector,
+    part: email.message.Message,
+    seen_urls: set[str],
+    wants_more: Callable[[str], bool] | None = None,
+) -> None:
     content_type = part.get_content_type()
     # A multipart whose boundary is missing or never appears is left as one
     # text payload by the parser: read it as text rather than lose it.
@@ -413,8 +439,14 @@ def _add_part(collector: _FieldCollector, part: email.message.Message, seen_urls
         return
     text = _decode_bytes(payload, part.get_content_charset())
     if content_type == "text/html":
-        text, urls = _html_to_text(text, collector.remaining_characters)
+        text, urls, cut = _html_to_text(text, collector.remaining_characters, wants_more)
         collector.add("body", text)
+        if cut:
+            # The caller reads no further than this text: links found so
+            # far would be fields after it, and the links after the cut
+            # were never seen.
+            collector.remaining_characters = 0
+            return
         for url in urls:
             if url not in seen_urls:
                 # A link repeated on every image of a message is one fact,
@@ -553,23 +585,39 @@ def _relay_text(value: str) -> str:
     return _RELAY_RECIPIENT_OR_DATE.split(_header_text(value), maxsplit=1)[0]
 
 
-def _html_to_text(html: str, character_budget: int) -> tuple[str, list[str]]:
-    """Return the visible text of an HTML document and the links in it."""
+def _html_to_text(
+    html: str, character_budget: int, wants_more: Callable[[str], bool] | None = None
+) -> tuple[str, list[str], bool]:
+    """Return the visible text of an HTML document, the links in it, and
+    whether the parse stopped early because WANTS_MORE (see iter_fields)
+    said the text so far was enough."""
     parser = _HtmlTextParser()
     source = html
     if len(source) > _MAX_HTML_SOURCE_CHARACTERS:
         # Cut after a tag, so the parser is not left with half a tag as text.
         end_of_tag = source.rfind(">", 0, _MAX_HTML_SOURCE_CHARACTERS) + 1
         source = source[: end_of_tag or _MAX_HTML_SOURCE_CHARACTERS]
+    cut = False
     try:
-        for start in range(0, len(source), _HTML_CHUNK_CHARACTERS):
-            parser.feed(source[start : start + _HTML_CHUNK_CHARACTERS])
+        start = 0
+        chunk = _HTML_CHUNK_CHARACTERS if wants_more is None else _FIRST_HTML_CHUNK_CHARACTERS
+        while start < len(source):
+            parser.feed(source[start : start + chunk])
+            start += chunk
             if parser.character_count >= character_budget:
                 break
-        parser.close()
+            if wants_more is not None and start < len(source):
+                # The pieces handled so far are the text's exact beginning
+                # (the parser holds back only what a later piece may change).
+                if not wants_more(" ".join("".join(parser.text_pieces).split())):
+                    cut = True
+                    break
+                chunk = min(4 * chunk, _HTML_CHUNK_CHARACTERS)
+        if not cut:
+            parser.close()
     except Exception:
         pass
-    return " ".join("".join(parser.text_pieces).split()), parser.urls
+    return " ".join("".join(parser.text_pieces).split()), parser.urls, cut
 
 
 class _HtmlTextParser(HTMLParser):

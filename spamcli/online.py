@@ -117,7 +117,7 @@ class Network:
             accumulators[name] = np.array(
                 weights.weights_file.array(name + ACCUMULATOR_SUFFIX), dtype=np.float32
             )
-        learned = metadata.get("weights", {}).get("messages_learned", 0)
+        learned = artifacts.weights_entry(metadata).get("messages_learned", 0)
         return cls(
             spec,
             rule,

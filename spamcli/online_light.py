@@ -72,7 +72,7 @@ class LightNetwork:
             else:
                 accumulator = [list(row) for row in weights_file.rows(name + ACCUMULATOR_SUFFIX)]
             self.accumulators[name] = accumulator
-        learned = metadata.get("weights", {}).get("messages_learned", 0)
+        learned = artifacts.weights_entry(metadata).get("messages_learned", 0)
         self.messages_learned = learned if isinstance(learned, int) else 0
 
     @property

@@ -111,7 +111,10 @@ def replay(
     replayed: list[ReplayedMessage] = []
     learn_seconds = 0.0
     for _key, message in keyed:
-        indices = feature_array(message_tokens(message.raw, header_policy), network.spec.features)
+        features = network.spec.features
+        indices = feature_array(
+            message_tokens(message.raw, header_policy, features.max_tokens), features
+        )
         is_spam = message.label == SPAM
         score = network.score(indices)
         verdict = SPAM if score >= threshold else HAM

@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,7 +94,7 @@ def _compact(indices: np.ndarray) -> np.ndarray:
     return indices.astype(np.uint32)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Example:
     indices: np.ndarray  # uint32, sorted; distributed, empty for another worker's
     is_spam: bool
@@ -447,17 +447,12 @@ def _fit(
     training_data = tf.data.Dataset.from_generator(
         training_batches, output_signature=signature
     ).apply(tf.data.experimental.assert_cardinality(batch_count))
-    validation_batches = [
-        _sparse_batch(validation_part[start : start + 256], spec)
-        for start in range(0, len(validation_part), 256)
-    ]
+    validation_batches = _batches_of(validation_part, spec)
 
-    best: tuple[float, int, list[np.ndarray], list[np.ndarray]] | None = None
-    epochs_run = 0
-    epochs_without_improvement = 0
     variables = [
         variable for layer in dense_layers(model) for variable in (layer.kernel, layer.bias)
     ]
+    best = _BestEpoch(model, variables, config.patience)
     # Keras draws its progress bar on stdout, which carries results only.
     with contextlib.redirect_stdout(sys.stderr):
         for epoch in range(config.epochs):
@@ -475,22 +470,13 @@ def _fit(
                     )
                 ],
             )
-            epochs_run = epoch + 1
-            loss = sum(float(model.evaluate(x, y, verbose=0)) for x, y in validation_batches)
+            loss = sum(float(model.evaluate(x, y, verbose=0)) for x, y in validation_batches())
             if epoch_progress is not None:
                 epoch_progress(epoch, {"val_loss": loss})
-            if best is None or loss < best[0]:
-                accumulators = [a.numpy().copy() for a in model.optimizer._accumulators]
-                best = (loss, epochs_run, [v.numpy().copy() for v in variables], accumulators)
-                epochs_without_improvement = 0
-            else:
-                epochs_without_improvement += 1
-                if epochs_without_improvement >= config.patience:
-                    break
-    assert best is not None
+            if best.ends_training(loss):
+                break
     return _fitted_network(
         best,
-        epochs_run,
         variables,
         validation_part,
         validation_batches,
@@ -501,12 +487,37 @@ def _fit(
     )
 
 
+class _BestEpoch:
+    """The epoch of lowest validation loss so far, kept as copies of its
+    weights and optimizer accumulators (what the model folder stores), and
+    whether PATIENCE epochs have passed without a lower one."""
+
+    def __init__(self, model: Any, variables: list[Any], patience: int) -> None:
+        self._model = model
+        self._variables = variables
+        self._patience = patience
+        self.epochs_run = 0
+        self.epoch = 0
+        self.loss = float("inf")
+        self.weights: list[np.ndarray] = []
+        self.accumulators: list[np.ndarray] = []
+
+    def ends_training(self, loss: float) -> bool:
+        """Record an epoch's validation LOSS; True once training should stop."""
+        self.epochs_run += 1
+        if self.epoch == 0 or loss < self.loss:
+            self.epoch, self.loss = self.epochs_run, loss
+            self.weights = [variable.numpy().copy() for variable in self._variables]
+            self.accumulators = [a.numpy().copy() for a in self._model.optimizer._accumulators]
+            return False
+        return self.epochs_run - self.epoch >= self._patience
+
+
 def _fitted_network(
-    best: tuple[float, int, list[np.ndarray], list[np.ndarray]],
-    epochs_run: int,
+    best: _BestEpoch,
     variables: list[Any],
     validation_part: list[_Example],
-    validation_batches: list[tuple[Any, Any]],
+    validation_batches: Callable[[], Iterator[tuple[Any, Any]]],
     predict: Callable[[Any], Any],
     spec: NetworkSpec,
     config: TrainingConfig,
@@ -519,7 +530,7 @@ def _fitted_network(
 
     from spamcli.online import Network
 
-    _loss, best_epoch, weights, accumulators = best
+    weights = best.weights
     for variable, value in zip(variables, weights, strict=True):
         variable.assign(value)
     network = Network.from_scratch(spec, config.learning_rule(), config.seed)
@@ -531,11 +542,11 @@ def _fitted_network(
         for index in range(len(network.layers))
         for name in (f"dense_{index}.kernel", f"dense_{index}.bias")
     ]
-    for name, accumulator in zip(names, accumulators, strict=True):
+    for name, accumulator in zip(names, best.accumulators, strict=True):
         network.accumulators[name] = np.ascontiguousarray(accumulator, dtype=np.float32)
     # The copy must score as Keras does.
     keras_scores = np.concatenate(
-        [np.asarray(predict(x), dtype=np.float64).reshape(-1) for x, _y in validation_batches]
+        [np.asarray(predict(x), dtype=np.float64).reshape(-1) for x, _y in validation_batches()]
     )
     copied_scores = np.array([network.score(example.indices) for example in validation_part])
     difference = float(np.max(np.abs(keras_scores - copied_scores), initial=0.0))
@@ -545,8 +556,8 @@ def _fitted_network(
         )
     return _Fitted(
         network,
-        epochs_run,
-        best_epoch,
+        best.epochs_run,
+        best.epoch,
         difference,
         time.monotonic() - started,
         {
@@ -624,17 +635,12 @@ def _fit_distributed(
         # gathers the workers' outputs (a collective) for a local batch.
         return model(inputs, training=False)
 
-    validation_batches = [
-        _sparse_batch(validation_part[start : start + 256], spec)
-        for start in range(0, len(validation_part), 256)
-    ]
+    validation_batches = _batches_of(validation_part, spec)
     shuffler = np.random.default_rng(config.seed)
     variables = [
         variable for layer in dense_layers(model) for variable in (layer.kernel, layer.bias)
     ]
-    best: tuple[float, int, list[np.ndarray], list[np.ndarray]] | None = None
-    epochs_run = 0
-    epochs_without_improvement = 0
+    best = _BestEpoch(model, variables, config.patience)
     for epoch in range(config.epochs):
         order = shuffler.permutation(len(training_part))
         for begin in range(0, len(order), config.batch_size):
@@ -645,24 +651,15 @@ def _fit_distributed(
             ]
             train_step(*_sparse_batch(rows, spec))
             interruption.check()
-        epochs_run = epoch + 1
-        loss = sum(float(loss_function(y, scores(x))) for x, y in validation_batches)
+        loss = sum(float(loss_function(y, scores(x))) for x, y in validation_batches())
         if fit_verbosity:
-            print(f"epoch {epochs_run}/{config.epochs}: val_loss {loss:.4f}", file=sys.stderr)
+            print(f"epoch {epoch + 1}/{config.epochs}: val_loss {loss:.4f}", file=sys.stderr)
         if epoch_progress is not None:
             epoch_progress(epoch, {"val_loss": loss})
-        if best is None or loss < best[0]:
-            accumulators = [a.numpy().copy() for a in model.optimizer._accumulators]
-            best = (loss, epochs_run, [v.numpy().copy() for v in variables], accumulators)
-            epochs_without_improvement = 0
-        else:
-            epochs_without_improvement += 1
-            if epochs_without_improvement >= config.patience:
-                break
-    assert best is not None
+        if best.ends_training(loss):
+            break
     return _fitted_network(
         best,
-        epochs_run,
         variables,
         validation_part,
         validation_batches,
@@ -671,6 +668,21 @@ def _fit_distributed(
         config,
         started,
     )
+
+
+def _batches_of(
+    examples: list[_Example], spec: NetworkSpec
+) -> Callable[[], Iterator[tuple[Any, Any]]]:
+    """EXAMPLES in sparse batches of 256, made anew each time they are
+    gone through: held as SparseTensors, with int64 (row, bucket) pairs,
+    the held-out 15 % took 12 KB a message against 2.4 KB of buckets,
+    1.8 KB a corpus message more at the peak."""
+
+    def batches() -> Iterator[tuple[Any, Any]]:
+        for start in range(0, len(examples), 256):
+            yield _sparse_batch(examples[start : start + 256], spec)
+
+    return batches
 
 
 def _sparse_batch(examples: Sequence[_Example], spec: NetworkSpec) -> tuple[Any, Any]:

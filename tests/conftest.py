@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,6 +234,31 @@ def write_corpus(root: Path, ham_count: int, spam_count: int, seed: int) -> Path
         for number, raw in enumerate(generated_mail(label, count, seed)):
             (folder / f"{label}-{seed}-{number:03d}.eml").write_bytes(raw)
     return root
+
+
+_REPORTING_IMPORTS = """\
+import sys
+modules = sys.argv.pop().split(',')
+from spamcli.cli import main
+try:
+    main()
+except SystemExit as exit:
+    print('exit', exit.code)
+print(*(name in sys.modules for name in modules))
+"""
+
+
+def spamcli_imports(arguments: list[str], modules: list[str]) -> tuple[list[str], str]:
+    """Run `spamcli ARGUMENTS` in a new interpreter; its stdout lines, the
+    last two being `exit STATUS` and, for each of MODULES, whether it was
+    imported by the end; and its stderr."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _REPORTING_IMPORTS, *arguments, ",".join(modules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return completed.stdout.splitlines(), completed.stderr
 
 
 # --------------------------------------------------------------------------

@@ -238,3 +238,76 @@ def test_fast_paths_a_file_that_grows_is_read_on(
         monkeypatch.setattr(corpus.os, "fstat", size_before_it_grew)
         head = corpus._read_head(stream)
     assert head == b"Subject: x\n\nfirst"
+
+
+# HTML parts from a few hundred bytes to tens of kilobytes: the tokenizer,
+# wanting a model's first tokens only, stops their parse early.
+HTML_DOCUMENT = st.tuples(st.lists(HTML_TEXT, min_size=1, max_size=6), st.integers(1, 30)).map(
+    lambda pieces_and_repeat: "".join(pieces_and_repeat[0]) * pieces_and_repeat[1]
+)
+
+
+def html_message(html_text: str, multipart: bool) -> bytes:
+    body = html_text.encode("utf-8")
+    if not multipart:
+        return b"Subject: offer\nContent-Type: text/html; charset=utf-8\n\n" + body
+    return (
+        b'Subject: offer\nContent-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nplain words first\n"
+        b"--b\nContent-Type: text/html; charset=utf-8\n\n" + body + b"\n"
+        b"--b\nContent-Type: text/html\n\n<p>a second <a href='http://y.example/z'>part</a>\n"
+        b'--b\nContent-Type: application/pdf; name="after.pdf"\n\nJVBERi0=\n--b--\n'
+    )
+
+
+@FAST_SETTINGS
+@given(
+    html_text=HTML_DOCUMENT,
+    multipart=st.booleans(),
+    policy=st.sampled_from(HEADER_POLICIES),
+    limit=st.sampled_from([1, 2, 7, 60, 500]),
+)
+def test_fast_paths_an_html_part_cut_short_gives_the_first_tokens(
+    html_text: str, multipart: bool, policy: str, limit: int
+) -> None:
+    raw = html_message(html_text, multipart)
+    whole = message_tokens(raw, policy)
+    assert message_tokens(raw, policy, limit) == " ".join(whole.split(" ")[:limit])
+
+
+def test_fast_paths_an_html_part_is_parsed_no_further_than_the_tokens_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fed: list[int] = []
+    original_feed = mail._HtmlTextParser.feed
+
+    def counting_feed(parser: mail._HtmlTextParser, data: str) -> None:
+        fed.append(len(data))
+        original_feed(parser, data)
+
+    monkeypatch.setattr(mail._HtmlTextParser, "feed", counting_feed)
+    raw = html_message("<p>cheap pills, buy now</p>\n" * 4000, multipart=False)  # 112 KB
+    message_tokens(raw, "all", 500)
+    assert sum(fed) <= 2_048 + 8_192  # of 112,000: two pieces, 2 KB and 8 KB
+    fed.clear()
+    message_tokens(raw, "all")
+    assert sum(fed) == len("<p>cheap pills, buy now</p>\n" * 4000)
+
+
+SPAMASSASSIN_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "spamassassin"
+
+
+@pytest.mark.slow
+def test_fast_paths_the_spamassassin_corpora_give_the_same_first_tokens() -> None:
+    archives = sorted(SPAMASSASSIN_DIR.glob("*.tar.bz2"))
+    if not archives:
+        pytest.skip(f"{SPAMASSASSIN_DIR} holds no archives: the shared SpamAssassin corpus")
+    count = 0
+    items = (item for archive in archives for item in corpus.iter_messages(archive))
+    for item in items:
+        if isinstance(item, corpus.ReadFailure):
+            continue
+        whole = message_tokens(item.raw, "all")
+        assert message_tokens(item.raw, "all", 500) == " ".join(whole.split(" ")[:500]), item.source
+        count += 1
+    assert count > 6000

@@ -126,3 +126,25 @@ def test_integration_dovecot_learns_what_is_moved_to_junk(
         output = sieve_test(config, script, message, "-e")
         assert "piped message to program `spamc'" in output, output
         daemon.wait_for_line(r"spamd TELL learned=spam outcome='added'", timeout=60)
+
+
+def code_lines(sieve: str) -> list[str]:
+    """A Sieve script's statements: its comments and blank lines dropped."""
+    return [line for line in sieve.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_documented_ham_script_is_the_tested_one_but_for_its_pipe() -> None:
+    # report-ham.sieve's Trash and Junk rule runs under a real Dovecot in
+    # test_integration_dovecot_imapsieve.py (sieve-test has no IMAP
+    # mailbox to run it against); the page's script for the daemon must be
+    # that script, piping to spamc instead of spamcli-learn.sh.
+    shipped = (
+        Path(__file__).parent.parent / "contrib" / "dovecot" / "report-ham.sieve"
+    ).read_text()
+    expected = [
+        line.replace(
+            '"spamcli-learn.sh" ["ham"]', '"spamc" ["-U", "/run/spamcli/spamd.sock", "-L", "ham"]'
+        )
+        for line in code_lines(shipped)
+    ]
+    assert code_lines(documented_snippet("dovecot-learn-ham-sieve")) == expected

@@ -298,9 +298,8 @@ class MailServer:
         )
         for name in ("report-spam.sieve", "report-ham.sieve"):
             shutil.copy(CONTRIB_DIR / name, sieve_dir / name)
-        for name in ("learn-spam.sh", "learn-ham.sh"):
-            shutil.copy(CONTRIB_DIR / name, self.pipe_dir / name)
-            (self.pipe_dir / name).chmod(0o755)
+        shutil.copy(CONTRIB_DIR / "spamcli-learn.sh", self.pipe_dir / "spamcli-learn.sh")
+        (self.pipe_dir / "spamcli-learn.sh").chmod(0o755)
         passwd = self.root_dir / "passwd"
         passwd.write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:{self.tools.mail_uid}:{self.tools.mail_gid}"
@@ -536,7 +535,7 @@ def test_imapsieve_learns_spam_moved_or_copied_into_junk(
     junk_files = (mail_server.home_dir / "Maildir" / ".Junk").glob("*/*")
     assert {digest(path.read_bytes()) for path in junk_files} == {digest(moved), digest(copied)}
     log = mail_server.log()
-    assert log.count("piped message to program `learn-spam.sh'") == 2, log
+    assert log.count("piped message to program `spamcli-learn.sh'") == 2, log
     assert errors_in(log) == []
 
 
@@ -579,7 +578,9 @@ def test_imapsieve_learns_ham_moved_out_of_junk_but_not_into_trash(
     assert {message.label for message in learned.values()} == {"ham"}
     assert len(learned) == 2
     log = mail_server.log()
-    assert log.count("piped message to program `learn-ham.sh'") == 2, log
+    # Two learned as ham, and the mistaken one as spam on its way into Junk;
+    # none for the move to Trash.
+    assert log.count("piped message to program `spamcli-learn.sh'") == 3, log
     assert errors_in(log) == []
 
 
@@ -611,5 +612,5 @@ def test_imapsieve_moves_the_message_when_learning_fails(
     assert f"{USER}: spamcli learn --spam failed (exit status" in failures[0]
     # Dovecot saw a program that read the message and succeeded.
     assert errors_in(log) == failures, log
-    assert "piped message to program `learn-spam.sh'" in log
+    assert "piped message to program `spamcli-learn.sh'" in log
     assert not missing.exists()

@@ -6,14 +6,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import spamcli_imports
 
 from spamcli import artifacts, learning
 from spamcli.cli import cli
@@ -225,6 +224,46 @@ def test_learn_lock_is_exclusive_and_beside_the_folder(model_copy: Path) -> None
     assert not any(path.name.endswith(".lock") for path in model_copy.iterdir())
 
 
+def test_learn_lock_is_the_same_through_a_link_and_its_target(
+    model_copy: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "elsewhere" / "link"
+    link.parent.mkdir()
+    link.symlink_to(model_copy)
+    with artifacts.model_lock(link):
+        descriptor = os.open(model_copy.parent / f".{model_copy.name}.lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(descriptor)
+    assert not (link.parent / ".link.lock").exists()
+
+
+def test_learn_refuses_a_learned_file_shorter_than_recorded(
+    model_copy: Path, heldout_dir: Path
+) -> None:
+    learning.learn(model_copy, spam=heldout_messages(heldout_dir, "spam", 1))
+    (model_copy / artifacts.LEARNED_FILE).write_bytes(b"")
+    before = {path.name: path.read_bytes() for path in model_copy.iterdir()}
+    with pytest.raises(ModelError, match="learned messages are missing"):
+        learning.learn(model_copy, spam=heldout_messages(heldout_dir, "spam", 1))
+    (model_copy / artifacts.LEARNED_FILE).unlink()
+    with pytest.raises(ModelError, match=r"holds 0 bytes where metadata\.json records"):
+        learning.read_learned(model_copy)
+    assert {path.name for path in model_copy.iterdir()} == set(before) - {artifacts.LEARNED_FILE}
+
+
+@pytest.mark.parametrize("weights", [None, "rows", {"changed_rows": "many"}])
+def test_learn_refuses_a_weights_entry_that_is_not_one(model_copy: Path, weights: object) -> None:
+    metadata_path = model_copy / artifacts.METADATA_FILE
+    metadata = json.loads(metadata_path.read_text())
+    metadata["weights"] = weights
+    metadata_path.write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match="weights entry is not valid"):
+        artifacts.read_metadata(model_copy)
+
+
 def test_learn_reports_unreadable_input_and_learns_the_rest(
     model_copy: Path, heldout_dir: Path
 ) -> None:
@@ -251,22 +290,10 @@ def test_read_learned_refuses_a_broken_file(model_copy: Path) -> None:
 
 def test_learn_does_not_import_tensorflow(model_copy: Path, heldout_dir: Path) -> None:
     message = sorted((heldout_dir / "ham").iterdir())[0]
-    program = (
-        "import sys\n"
-        "from spamcli.cli import main\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exit:\n"
-        "    print('exit', exit.code)\n"
-        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    lines, errors = spamcli_imports(
+        ["learn", "--spam", str(message), "-m", str(model_copy)], ["tensorflow", "keras"]
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", program, "learn", "--spam", str(message), "-m", str(model_copy)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert completed.stdout.splitlines()[-2:] == ["exit 0", "False False"], completed.stderr
+    assert lines[-2:] == ["exit 0", "False False"], errors
 
 
 def test_cli_learn_prints_one_line_per_message(

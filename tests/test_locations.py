@@ -246,6 +246,22 @@ def test_locations_errors_name_the_variable(tmp_path: Path, command: str) -> Non
     assert result.stderr == f"Error: {path} is a file, not a model folder (set by $SPAMCLI_MODEL)\n"
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a broken symbolic link"])
+def test_locations_a_model_path_that_is_no_folder_says_what_it_is(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "model"
+    if kind == "a FIFO":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(tmp_path / "gone")
+
+    result = invoke("predict", SAMPLE, "-m", path)
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {path} is {kind}, not a model folder (set by -m/--model)\n"
+
+
 def test_locations_predict_exit_status_error_in_the_same_style(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
 

@@ -87,10 +87,21 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], wh
     deadline = time.monotonic() + TRAINING_TIMEOUT
     while not condition():
         if process.poll() is not None:
-            pytest.fail(f"training ended (status {process.returncode}) before {what}")
+            problem = f"training ended (status {process.returncode}) before {what}"
+            break
         if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"no {what} within {TRAINING_TIMEOUT} s")
+            problem = f"no {what} within {TRAINING_TIMEOUT} s"
+            break
+    else:
+        return
+    # The pipes are closed here: left to the garbage collector, they fail
+    # whichever later test it happens to run in.
+    process.kill()
+    process.wait(timeout=TRAINING_TIMEOUT)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+    pytest.fail(problem)
 
 
 class StderrLines:
@@ -155,6 +166,17 @@ def heldout_messages(heldout_dir: Path) -> Path:
     return heldout_dir
 
 
+@pytest.fixture(scope="module")
+def fitting_corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus whose epochs last: one epoch over the 200 messages of
+    corpus_dir takes 0.4 s, and training stops once an epoch does not
+    improve, so a signal meant for the fit could find it ended. Over 1,200
+    messages an epoch takes about 2.5 s (255 batches at 9 ms here)."""
+    from conftest import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("fitting-corpus"), 600, 600, seed=3)
+
+
 # --------------------------------------------------------------------------
 # Interrupted training
 
@@ -174,6 +196,7 @@ def test_no_lost_work_interrupted_training_keeps_the_previous_model(
     tmp_path: Path,
     phase: str,
     signal_number: int,
+    request: pytest.FixtureRequest,
 ) -> None:
     before_files = listing(model_copy)
     before_scores = predict_output(model_copy, heldout_messages)
@@ -182,13 +205,17 @@ def test_no_lost_work_interrupted_training_keeps_the_previous_model(
         fifo = tmp_path / "never-written.fifo"
         os.mkfifo(fifo)
         extra = ["--ham", fifo]  # named itself, a FIFO is read, and blocks
+    elif phase == "fitting":
+        corpus_dir = request.getfixturevalue("fitting_corpus_dir")
 
     process = start_training(model_copy, corpus_dir, *extra)
     stderr = StderrLines(process)
     if phase == "reading":
         wait_until(reading_fifo(process, fifo), process, "reading the FIFO")
     elif phase == "fitting":
-        wait_until(lambda: any("Epoch 3/" in line for line in stderr.lines), process, "epoch 3")
+        # The first epoch always improves on none, so the second begins;
+        # the signal comes in the middle of it.
+        wait_until(lambda: any("Epoch 2/" in line for line in stderr.lines), process, "epoch 2")
     else:
         wait_until(lambda: bool(staging_folders(model_copy)), process, "the temporary folder")
     assert_interrupted_cleanly(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spamcli_imports
 
 from spamcli import artifacts
 from spamcli.features import feature_indices
@@ -98,20 +97,8 @@ def test_online_light_learn_of_one_message_imports_no_numpy(
         tmp_path / "model", Network.from_scratch(spec, LearningRule(), 1)
     )
     message = sorted((heldout_dir / "spam").iterdir())[0]
-    program = (
-        "import sys\n"
-        "from spamcli.cli import main\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exit:\n"
-        "    print('exit', exit.code)\n"
-        "print('numpy' in sys.modules)\n"
+    lines, errors = spamcli_imports(
+        ["learn", "--ham", str(message), "-m", str(model_copy)], ["numpy"]
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", program, "learn", "--ham", str(message), "-m", str(model_copy)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert completed.stdout.splitlines()[-2:] == ["exit 0", "False"], completed.stderr
+    assert lines[-2:] == ["exit 0", "False"], errors
     assert artifacts.read_metadata(model_copy)["learned"]["ham"] == 1

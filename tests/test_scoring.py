@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import spamcli_imports
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -262,25 +263,10 @@ def test_scoring_light_and_numpy_paths_agree(
 def test_scoring_one_message_does_not_import_numpy(trained_model_dir: Path, tmp_path: Path) -> None:
     message = tmp_path / "one.eml"
     message.write_bytes(b"Subject: cash prize\n\nClaim your cash prize now!\n")
-    program = (
-        "import sys\n"
-        "from spamcli.cli import main\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exit:\n"
-        "    print('exit', exit.code)\n"
-        "print('numpy' in sys.modules)\n"
+    lines, errors = spamcli_imports(
+        ["predict", str(message), "-m", str(trained_model_dir)], ["numpy"]
     )
-
-    completed = subprocess.run(
-        [sys.executable, "-c", program, "predict", str(message), "-m", str(trained_model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    lines = completed.stdout.splitlines()
-    assert lines[-2:] == ["exit 0", "False"], completed.stdout + completed.stderr
+    assert lines[-2:] == ["exit 0", "False"], "\n".join(lines) + errors
     assert lines[0].endswith(str(message))
 
 

@@ -152,6 +152,43 @@ def test_serve_learning_is_off_unless_allowed(service_for: Callable[..., ScanSer
         service_for().learn(b"Subject: x\n\nx\n", "spam")
 
 
+def test_serve_learning_keeps_its_learner_open_and_sees_other_learns(
+    service_for: Callable[..., ScanService],
+    model_copy: Path,
+    generate_mail: Callable[[str, int, int], list[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spamcli import learning
+    from spamcli.corpus import RawMessage
+
+    opened: list[Path] = []
+    original_init = learning.Learner.__init__
+
+    def counting_init(learner: learning.Learner, *arguments: object, **options: object) -> None:
+        opened.append(Path(arguments[0]))  # type: ignore[arg-type]
+        original_init(learner, *arguments, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(learning.Learner, "__init__", counting_init)
+    first, second, third, fourth = generate_mail("spam", 4, 95)
+    service = service_for(model_copy, allow_learning=True)
+
+    assert service.learn(first, "spam").outcome == "added"
+    assert service.learn(second, "spam").outcome == "added"
+    assert len(opened) == 1  # the folder was the one it wrote
+    # Another process (spamcli learn) replaces the folder in between: the
+    # daemon's next learn reads it anew and keeps both.
+    learning.learn(model_copy, ham=[RawMessage("cli", third)])
+    assert service.learn(fourth, "spam").outcome == "added"
+    assert len(opened) == 3  # the command's own learn, then the daemon anew
+    labels = {record.label for record in learning.read_learned(model_copy).values()}
+    assert len(learning.read_learned(model_copy)) == 4 and labels == {"spam", "ham"}
+    assert service.learn(fourth, "spam").outcome == "unchanged"
+    # It scores with what it learned.
+    assert service.current_model().scorer.score_messages([fourth]) == Scorer(
+        model_copy
+    ).score_messages([fourth])
+
+
 def test_serve_settings_and_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="header prefix"):
         ScanSettings(Path("m"), header_prefix="Bad Prefix:")

@@ -3,7 +3,7 @@
 #
 # Dovecot's IMAPSieve runs this for every message of an IMAP COPY or MOVE
 # from Junk into any mailbox (imapsieve_mailbox2_* in
-# 90-spamcli-imapsieve.conf), as the mail user; learn-ham.sh, in
+# 90-spamcli-imapsieve.conf), as the mail user; spamcli-learn.sh ham, in
 # sieve_pipe_bin_dir, gets the message on stdin. imap.mailbox is the
 # mailbox the message arrives in. Compile it with sievec after every change
 # (docs/dovecot.md).
@@ -17,4 +17,4 @@ if environment :is "imap.mailbox" ["Trash", "Junk"] {
 }
 
 # :copy keeps the message where the user put it (see report-spam.sieve).
-pipe :copy "learn-ham.sh";
+pipe :copy "spamcli-learn.sh" ["ham"];

@@ -1,6 +1,8 @@
 #!/bin/sh
-# spamcli: learn the message on stdin as spam. report-spam.sieve pipes each
-# message a user moves or copies into Junk here (docs/dovecot.md).
+# spamcli: learn the message on stdin as LABEL, spam or ham (the one
+# argument). report-spam.sieve pipes here, with spam, each message a user
+# moves or copies into Junk; report-ham.sieve, with ham, each one moved or
+# copied out of Junk into any mailbox but Trash (docs/dovecot.md).
 #
 # Dovecot runs this as the mail user with HOME, USER and HOST set and
 # nothing else: no PATH, no SPAMCLI_MODEL from a login shell. The settings
@@ -18,7 +20,16 @@
 # It reads the whole message and exits 0 whatever happens: a failed learn
 # must not fail the user's MOVE or COPY. A failure is written to stderr,
 # which Dovecot logs as an error, and to syslog; a success to syslog only.
-label=spam
+case "${1:-}" in
+spam | ham) label=$1 ;;
+*)
+    # Nothing was learned: said where Dovecot logs it, and exit 0 all the
+    # same (the user's MOVE must not fail), with the message read.
+    echo "spamcli-learn: usage: spamcli-learn.sh spam|ham (got '${1:-}')" >&2
+    cat >/dev/null
+    exit 0
+    ;;
+esac
 
 PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 export PATH
