@@ -85,6 +85,8 @@ def _tokens_of_lowered(lowered: str, needed: int | None = None) -> list[str]:
     found the first NEEDED. The whole text is lower-cased first, never a
     window: Greek capital sigma lower-cases by what follows it.
     """
+    if needed is not None and needed <= 0:
+        return []
     if needed is None or len(lowered) <= _FIRST_WINDOW_CHARACTERS_PER_TOKEN * needed:
         tokens = TOKEN_PATTERN.findall(lowered)
         if needed is not None:
@@ -214,6 +216,8 @@ def message_tokens(raw: bytes, header_policy: str, max_tokens: int | None = None
         # An HTML part's parse stops once this is False: most HTML mail of
         # the SpamAssassin corpora then parses its first 2 KB, not all of it.
         needed = max_tokens - taken[0]
+        if needed <= 0:  # the headers gave them all
+            return False
         return len(_tokens_of_lowered(text.lower(), needed + 2)) < needed + 2
 
     return token_string(iter_fields(raw, header_policy, wants_more), max_tokens, taken)

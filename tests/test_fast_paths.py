@@ -275,6 +275,16 @@ def test_fast_paths_an_html_part_cut_short_gives_the_first_tokens(
     assert message_tokens(raw, policy, limit) == " ".join(whole.split(" ")[:limit])
 
 
+@pytest.mark.parametrize("limit", [1, 3, 4, 5, 6])
+def test_fast_paths_an_html_part_after_headers_that_gave_every_token(limit: int) -> None:
+    # The headers give 5 tokens here; with a limit at or below that the HTML
+    # part was asked whether it had enough with none wanted (it looped).
+    raw = html_message("<p>" + "word " * 3000 + "</p>", multipart=False)
+    whole = message_tokens(raw, "all")
+    assert message_tokens(raw, "all", limit) == " ".join(whole.split(" ")[:limit])
+    assert tokens._tokens_of_lowered("some words", 0) == []
+
+
 def test_fast_paths_an_html_part_is_parsed_no_further_than_the_tokens_needed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
