@@ -24,8 +24,9 @@ The systems:
                 LogisticRegression (class_weight="balanced", C chosen from
                 SKLEARN_C_GRID by validation log loss) on the text the
                 spamcli model reads (spamcli.tokens.message_tokens, default
-                header policy), fitted on the same 85 % of the training part
-                that spamcli fits on; its threshold chosen on the other 15 %
+                header policy), fitted on a stratified, seeded 85 % of the
+                training part (spamcli holds out the newest 15 % by Date
+                instead); its threshold chosen on the other 15 %
                 with spamcli's rule (metrics.threshold_for_false_positive_rate,
                 target rate 0.001, floor 0.5); in this process
     bogofilter  `bogofilter -C -d DB -s -b` / `-n -b` on the training files,

@@ -148,7 +148,7 @@ def open_model_file(path: Path) -> io.BufferedReader:
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):
-            raise ModelError(f"{path} is not a regular file ({_file_kind(mode)})")
+            raise ModelError(f"{path} is not a regular file ({file_kind(mode)})")
         os.set_blocking(descriptor, True)
         return open(descriptor, "rb")
     except BaseException:
@@ -156,7 +156,10 @@ def open_model_file(path: Path) -> io.BufferedReader:
         raise
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of MODE (st_mode) is, for a message: "a FIFO", "a folder"..."""
+    if stat.S_ISREG(mode):
+        return "a file"
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -216,7 +219,7 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
         except OSError as error:
             raise ModelError(f"cannot read {model_path / name}: {error.strerror}") from None
         if not stat.S_ISREG(mode):
-            raise ModelError(f"{model_path / name} is not a regular file ({_file_kind(mode)})")
+            raise ModelError(f"{model_path / name} is not a regular file ({file_kind(mode)})")
     _check_fields(model_path, metadata)
     return metadata
 

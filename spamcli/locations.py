@@ -164,19 +164,12 @@ def is_builtin_model(model_dir: str | os.PathLike[str]) -> bool:
 
 def _kind_of(path: Path) -> str:
     """What a path that is no folder is, for a message: "a file", "a FIFO"..."""
-    import stat
+    from spamcli import artifacts
 
     try:
-        mode = path.stat().st_mode
+        return artifacts.file_kind(path.stat().st_mode)
     except OSError:
         return "a broken symbolic link"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
 
 
 def check_model_dir(location: ModelLocation) -> None:
