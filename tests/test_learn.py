@@ -240,6 +240,23 @@ def test_learn_lock_is_the_same_through_a_link_and_its_target(
     assert not (link.parent / ".link.lock").exists()
 
 
+def test_learn_keeps_regular_files_and_follows_no_link_into_the_folder(
+    model_copy: Path, heldout_dir: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the model's\n")
+    (model_copy / "notes.txt").symlink_to(secret)  # ln -s /etc/passwd m/notes.txt
+    os.mkfifo(model_copy / "pipe")  # never opened: it would block
+    (model_copy / "card.md").write_text("my notes\n")
+
+    learning.learn(model_copy, spam=heldout_messages(heldout_dir, "spam", 1))
+
+    assert (model_copy / "card.md").read_text() == "my notes\n"
+    assert not (model_copy / "notes.txt").exists() and not (model_copy / "notes.txt").is_symlink()
+    assert not (model_copy / "pipe").exists()
+    assert learning.learned_count(model_copy) == 1
+
+
 def test_learn_refuses_a_learned_file_shorter_than_recorded(
     model_copy: Path, heldout_dir: Path
 ) -> None:
