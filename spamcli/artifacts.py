@@ -245,10 +245,12 @@ def _check_fields(model_path: Path, metadata: dict[str, Any]) -> None:
     network_spec(model_path, metadata)
     learning_rule(model_path, metadata)
     weights = metadata.get("weights", {})
-    if not isinstance(weights, dict) or not all(
-        isinstance(weights.get(name, 0), int) and not isinstance(weights.get(name, 0), bool)
-        for name in ("changed_rows", "messages_learned")
-    ):
+    counts = (
+        [weights.get(name, 0) for name in ("changed_rows", "messages_learned")]
+        if isinstance(weights, dict)
+        else [None]
+    )
+    if not all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
         raise ModelError(f"{model_path}: metadata's weights entry is not valid")
 
 

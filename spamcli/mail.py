@@ -597,7 +597,6 @@ def _html_to_text(
         # Cut after a tag, so the parser is not left with half a tag as text.
         end_of_tag = source.rfind(">", 0, _MAX_HTML_SOURCE_CHARACTERS) + 1
         source = source[: end_of_tag or _MAX_HTML_SOURCE_CHARACTERS]
-    cut = False
     try:
         start = 0
         chunk = _HTML_CHUNK_CHARACTERS if wants_more is None else _FIRST_HTML_CHUNK_CHARACTERS
@@ -609,15 +608,14 @@ def _html_to_text(
             if wants_more is not None and start < len(source):
                 # The pieces handled so far are the text's exact beginning
                 # (the parser holds back only what a later piece may change).
-                if not wants_more(" ".join("".join(parser.text_pieces).split())):
-                    cut = True
-                    break
+                text = " ".join("".join(parser.text_pieces).split())
+                if not wants_more(text):
+                    return text, parser.urls, True
                 chunk = min(4 * chunk, _HTML_CHUNK_CHARACTERS)
-        if not cut:
-            parser.close()
+        parser.close()
     except Exception:
         pass
-    return " ".join("".join(parser.text_pieces).split()), parser.urls, cut
+    return " ".join("".join(parser.text_pieces).split()), parser.urls, False
 
 
 class _HtmlTextParser(HTMLParser):

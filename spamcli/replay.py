@@ -110,8 +110,8 @@ def replay(
     keyed.sort(key=lambda pair: pair[0])
     replayed: list[ReplayedMessage] = []
     learn_seconds = 0.0
+    features = network.spec.features
     for _key, message in keyed:
-        features = network.spec.features
         indices = feature_array(
             message_tokens(message.raw, header_policy, features.max_tokens), features
         )

@@ -20,7 +20,7 @@ import math
 import mmap
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 SPAMD_COMMANDS = (
     "CHECK",
@@ -170,20 +170,25 @@ class Stats:
             lines.append(f"# HELP {name} {text}")
             lines.append(f"# TYPE {name} {kind}")
 
+        def counter(name: str, text: str, key: str, label: str, values: Sequence[str]) -> None:
+            """A counter family of one label, a line for each of VALUES."""
+            family(name, "counter", text)
+            for value in values:
+                lines.append(f"{name}{_labels(**{label: value})} {self.value(key, value)}")
+
         family("spamcli_requests_total", "counter", "Requests answered, by protocol and command.")
         for protocol, commands in COMMANDS.items():
             for command in (*commands, OTHER_COMMAND):
                 count = self.value("requests", protocol, command)
                 labels = _labels(protocol=protocol, command=command)
                 lines.append(f"spamcli_requests_total{labels} {count}")
-        family(
+        counter(
             "spamcli_protocol_errors_total",
-            "counter",
             "Requests answered with a protocol error (malformed, too slow, refused).",
+            "protocol_errors",
+            "protocol",
+            PROTOCOLS,
         )
-        for protocol in PROTOCOLS:
-            count = self.value("protocol_errors", protocol)
-            lines.append(f"spamcli_protocol_errors_total{_labels(protocol=protocol)} {count}")
         family(
             "spamcli_request_duration_seconds",
             "histogram",
@@ -206,26 +211,34 @@ class Stats:
                 f"spamcli_request_duration_seconds_count{_labels(protocol=protocol)} "
                 f"{self.value('observations', protocol)}"
             )
-        family(
+        counter(
             "spamcli_verdicts_total",
-            "counter",
             "Messages scanned, by verdict; unscanned: answered without a score (too large).",
+            "verdicts",
+            "verdict",
+            VERDICTS,
         )
-        for verdict in VERDICTS:
-            count = self.value("verdicts", verdict)
-            lines.append(f"spamcli_verdicts_total{_labels(verdict=verdict)} {count}")
-        family("spamcli_learned_total", "counter", "Messages given to learn or forget, by outcome.")
-        for outcome in LEARN_OUTCOMES:
-            count = self.value("learned", outcome)
-            lines.append(f"spamcli_learned_total{_labels(outcome=outcome)} {count}")
-        family("spamcli_connections_refused_total", "counter", "Connections closed unanswered.")
-        for reason in REFUSALS:
-            count = self.value("refused", reason)
-            lines.append(f"spamcli_connections_refused_total{_labels(reason=reason)} {count}")
-        family("spamcli_model_reloads_total", "counter", "Model reloads, by result.")
-        for result in RELOAD_RESULTS:
-            count = self.value("reloads", result)
-            lines.append(f"spamcli_model_reloads_total{_labels(result=result)} {count}")
+        counter(
+            "spamcli_learned_total",
+            "Messages given to learn or forget, by outcome.",
+            "learned",
+            "outcome",
+            LEARN_OUTCOMES,
+        )
+        counter(
+            "spamcli_connections_refused_total",
+            "Connections closed unanswered.",
+            "refused",
+            "reason",
+            REFUSALS,
+        )
+        counter(
+            "spamcli_model_reloads_total",
+            "Model reloads, by result.",
+            "reloads",
+            "result",
+            RELOAD_RESULTS,
+        )
         family("spamcli_open_connections", "gauge", "Connections being served now.")
         lines.append(f"spamcli_open_connections {self.value('open_connections')}")
         family(
