@@ -60,18 +60,20 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime
-import email
-import email.errors
-import email.header
-import email.message
-import email.utils
 import functools
 import re
-import urllib.parse
 from collections.abc import Callable, Iterator
-from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 from spamcli import config
+from spamcli.single_part import SinglePart, read_single_part
+
+if TYPE_CHECKING:
+    import email.message
+
+# The email package is imported where it is needed, not here: a message of
+# one text part is read without it (spamcli/single_part.py), and its modules
+# cost a one-message filter 7 ms of start-up.
 
 # Parts whose decoded text the model reads; every other leaf part becomes an
 # ``attachment`` field (its MIME type and file name).
@@ -108,18 +110,6 @@ _BODY_FIELDS = frozenset({"body", "url", "attachment"})
 # Prefix of the headers spam filters add; never model input.
 _SPAMCLI_HEADER_PREFIX = "x-spam-"
 
-# HTMLParser is pure Python and half of the time spent on the corpus: a 1 MB
-# HTML part took 270 ms here. Only the first this many characters of an HTML
-# part are parsed (45 ms at most), more than any newsletter's visible text.
-_MAX_HTML_SOURCE_CHARACTERS = config.MAX_TEXT_CHARACTERS
-_HTML_CHUNK_CHARACTERS = 32_768
-# When the caller wants only a text's first tokens (iter_fields'
-# WANTS_MORE), the parser is fed a small piece first, then pieces four times
-# larger, and stops once the text has enough: a model reads its first 500
-# tokens, about 300 of them from the headers, so most HTML parts need their
-# first 2 KB or so.
-_FIRST_HTML_CHUNK_CHARACTERS = 2_048
-
 # The parser checks every line against the boundary of each enclosing
 # multipart, so nesting costs depth squared: 900 nested levels in 47 KB took
 # 250 ms, and past ~1000 levels Python's recursion limit ends the parse. Mail
@@ -152,20 +142,6 @@ _CHARSET_SUPERSETS = {
 _REFUSED_CODECS = frozenset(
     {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"}
 )
-
-# Block-level tags end a word; inline tags (b, span, font) do not, so that
-# "V<b></b>iagra" reads as one word, as a reader sees it.
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "br", "caption", "dd", "div",
-        "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
-        "h3", "h4", "h5", "h6", "header", "hr", "img", "li", "main", "nav", "ol",
-        "option", "p", "pre", "section", "table", "tbody", "td", "tfoot", "th",
-        "thead", "title", "tr", "ul",
-    }
-)  # fmt: skip
-_INVISIBLE_TAGS = frozenset({"script", "style"})
-_LINK_ATTRIBUTES = frozenset({"href", "src"})
 
 # RFC 5322 unfolding: a line break followed by white space is white space.
 _FOLDING = re.compile(r"\r?\n(?=[ \t])")
@@ -283,6 +259,8 @@ def message_date(raw: bytes) -> float | None:
         match = _DATE_HEADER.search(head)
         if match is None:
             return None
+        import email.utils
+
         moment = email.utils.parsedate_to_datetime(
             " ".join(_decode_bytes(match.group(1), None).split())
         )
@@ -325,9 +303,14 @@ def _extract_into(
 ) -> Iterator[None]:
     """Add the message's fields to COLLECTOR, pausing (yielding) after the
     headers and after each part."""
-    # No policy argument: compat32 is the parser's default, and importing
-    # email.policy to name it costs a one-message filter 5 ms of start-up.
-    message = email.message_from_bytes(_limit_nesting(_collapse_blank_lines(raw)))
+    prepared = _limit_nesting(_collapse_blank_lines(raw))
+    message: SinglePart | email.message.Message | None = read_single_part(prepared)
+    if message is None:
+        import email
+
+        # No policy argument: compat32 is the parser's default, and importing
+        # email.policy to name it costs a one-message filter 5 ms of start-up.
+        message = email.message_from_bytes(prepared)
     taken_headers: set[str] = set()
     earliest_relay: str | None = None
     for name, value in message.raw_items():
@@ -358,7 +341,7 @@ def _extract_into(
             collector.add(_RELAY_HEADER, _relay_text(earliest_relay))
     yield
     seen_urls: set[str] = set()
-    for part in _leaf_parts(message):
+    for part in _parts(message):
         if collector.full:
             return
         try:
@@ -398,12 +381,24 @@ def _limit_nesting(raw: bytes) -> bytes:
     return raw
 
 
+def _parts(
+    message: SinglePart | email.message.Message,
+) -> Iterator[SinglePart | email.message.Message]:
+    """The parts whose text or type becomes fields, in document order."""
+    if isinstance(message, SinglePart):
+        yield message
+    else:
+        yield from _leaf_parts(message)
+
+
 def _leaf_parts(message: email.message.Message) -> Iterator[email.message.Message]:
     """Yield the leaf parts in document order.
 
     Iterative rather than ``Message.walk()``, whose recursion a deeply nested
     message would exhaust.
     """
+    import email.message
+
     stack = [message]
     while stack:
         part = stack.pop()
@@ -420,7 +415,7 @@ def _leaf_parts(message: email.message.Message) -> Iterator[email.message.Messag
 
 def _add_part(
     collector: _FieldCollector,
-    part: email.message.Message,
+    part: SinglePart | email.message.Message,
     seen_urls: set[str],
     wants_more: Callable[[str], bool] | None = None,
 ) -> None:
@@ -439,7 +434,9 @@ def _add_part(
         return
     text = _decode_bytes(payload, part.get_content_charset())
     if content_type == "text/html":
-        text, urls, cut = _html_to_text(text, collector.remaining_characters, wants_more)
+        from spamcli.html_text import html_to_text
+
+        text, urls, cut = html_to_text(text, collector.remaining_characters, wants_more)
         collector.add("body", text)
         if cut:
             # The caller reads no further than this text: links found so
@@ -540,6 +537,9 @@ def _header_text(value: object) -> str:
 
 
 def _decode_encoded_words(text: str) -> str:
+    import email.errors
+    import email.header
+
     try:
         words = email.header.decode_header(text)
     except (email.errors.HeaderParseError, ValueError, UnicodeError):
@@ -564,8 +564,17 @@ def _sender_text(value: str) -> str:
     The display name and the domain say who sends; the local part is often
     random in spam and adds only tokens seen once.
     """
+    # email.utils.parseaddr as Python 3.11.7 writes it (the first address of
+    # the list, or two empty strings), from the module it comes from:
+    # email.utils imports socket, random and datetime (4 ms of a one-message
+    # filter's start-up, against 0.7 ms), and later Pythons' parseaddr
+    # refuses some malformed lists (its strict mode), which would give a
+    # model other tokens on another Python.
+    from email._parseaddr import AddressList
+
     unfolded = _valid_text(_FOLDING.sub("", value))
-    display_name, address = email.utils.parseaddr(unfolded)
+    addresses = AddressList(unfolded).addresslist
+    display_name, address = addresses[0] if addresses else ("", "")
     if "@" not in address:
         # Not an address at all ("From: John Doe"): keep what is there.
         return _header_text(unfolded)
@@ -583,95 +592,6 @@ def _relay_text(value: str) -> str:
     both what a model must not learn from (see the module's doc).
     """
     return _RELAY_RECIPIENT_OR_DATE.split(_header_text(value), maxsplit=1)[0]
-
-
-def _html_to_text(
-    html: str, character_budget: int, wants_more: Callable[[str], bool] | None = None
-) -> tuple[str, list[str], bool]:
-    """Return the visible text of an HTML document, the links in it, and
-    whether the parse stopped early because WANTS_MORE (see iter_fields)
-    said the text so far was enough."""
-    parser = _HtmlTextParser()
-    source = html
-    if len(source) > _MAX_HTML_SOURCE_CHARACTERS:
-        # Cut after a tag, so the parser is not left with half a tag as text.
-        end_of_tag = source.rfind(">", 0, _MAX_HTML_SOURCE_CHARACTERS) + 1
-        source = source[: end_of_tag or _MAX_HTML_SOURCE_CHARACTERS]
-    try:
-        start = 0
-        chunk = _HTML_CHUNK_CHARACTERS if wants_more is None else _FIRST_HTML_CHUNK_CHARACTERS
-        while start < len(source):
-            parser.feed(source[start : start + chunk])
-            start += chunk
-            if parser.character_count >= character_budget:
-                break
-            if wants_more is not None and start < len(source):
-                # The pieces handled so far are the text's exact beginning
-                # (the parser holds back only what a later piece may change).
-                text = " ".join("".join(parser.text_pieces).split())
-                if not wants_more(text):
-                    return text, parser.urls, True
-                chunk = min(4 * chunk, _HTML_CHUNK_CHARACTERS)
-        parser.close()
-    except Exception:
-        pass
-    return " ".join("".join(parser.text_pieces).split()), parser.urls, False
-
-
-class _HtmlTextParser(HTMLParser):
-    """Collect the visible text (entities unescaped) and the href/src links."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text_pieces: list[str] = []
-        self.character_count = 0
-        self.urls: list[str] = []
-        self._invisible_depth = 0
-
-    def updatepos(self, i: int, j: int) -> int:
-        # HTMLParser counts the lines and columns of all it reads, for
-        # getpos() alone, which nothing here calls: 10 % of its time on the
-        # SpamAssassin corpora's 1,210 HTML parts.
-        return j
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
-        for name, value in attrs:
-            if name in _LINK_ATTRIBUTES and value:
-                url = _url_host_and_path(value)
-                if url:
-                    self.urls.append(url)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth = max(0, self._invisible_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._invisible_depth:
-            self.text_pieces.append(data)
-            self.character_count += len(data)
-
-
-def _url_host_and_path(url: str) -> str | None:
-    """``https://User@Www.Example.com:8080/a/b?id=42`` → ``www.example.com/a/b``.
-
-    Only links with a host count: relative links, ``cid:`` images, ``data:``
-    and ``mailto:`` say nothing about where the reader is sent.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-        host = parts.hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    path = parts.path if parts.path not in ("", "/") else ""
-    return " ".join((host + path).split())
 
 
 # "Is this mail?" is judged on the first bytes only: a header block starts

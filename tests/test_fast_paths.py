@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mail_strategies import hostile_mail
 
-from spamcli import corpus, features, mail, tokens
+from spamcli import corpus, features, html_text, mail, tokens
 from spamcli.config import HEADER_POLICIES
 from spamcli.features import FeatureSpec, batch_features, feature_array, feature_indices
 from spamcli.tokens import message_tokens, token_string
@@ -173,7 +173,7 @@ HTML_TEXT = st.lists(
 ).map("".join)
 
 
-class _HtmlTextParserCountingPositions(mail._HtmlTextParser):
+class _HtmlTextParserCountingPositions(html_text.HtmlTextParser):
     """The parser with HTMLParser's own position counting back."""
 
     updatepos = html.parser.HTMLParser.updatepos
@@ -182,7 +182,7 @@ class _HtmlTextParserCountingPositions(mail._HtmlTextParser):
 @FAST_SETTINGS
 @given(source=HTML_TEXT, chunk=st.sampled_from([7, 32_768]))
 def test_fast_paths_html_reads_the_same_without_counting_positions(source: str, chunk: int) -> None:
-    parsers = [mail._HtmlTextParser(), _HtmlTextParserCountingPositions()]
+    parsers = [html_text.HtmlTextParser(), _HtmlTextParserCountingPositions()]
     for parser in parsers:
         for start in range(0, len(source), chunk):
             parser.feed(source[start : start + chunk])
@@ -289,13 +289,13 @@ def test_fast_paths_an_html_part_is_parsed_no_further_than_the_tokens_needed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fed: list[int] = []
-    original_feed = mail._HtmlTextParser.feed
+    original_feed = html_text.HtmlTextParser.feed
 
-    def counting_feed(parser: mail._HtmlTextParser, data: str) -> None:
+    def counting_feed(parser: html_text.HtmlTextParser, data: str) -> None:
         fed.append(len(data))
         original_feed(parser, data)
 
-    monkeypatch.setattr(mail._HtmlTextParser, "feed", counting_feed)
+    monkeypatch.setattr(html_text.HtmlTextParser, "feed", counting_feed)
     raw = html_message("<p>cheap pills, buy now</p>\n" * 4000, multipart=False)  # 112 KB
     message_tokens(raw, "all", 500)
     assert sum(fed) <= 2_048 + 8_192  # of 112,000: two pieces, 2 KB and 8 KB

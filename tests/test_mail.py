@@ -6,6 +6,7 @@ ones that need exact 8-bit bytes are built inline, so the bytes are visible.
 
 from __future__ import annotations
 
+import email
 import time
 from pathlib import Path
 
@@ -543,10 +544,10 @@ def test_mail_large_html_is_cheap_and_not_cut_inside_a_tag() -> None:
 def test_mail_unexpected_error_keeps_the_fields_found_so_far(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken_leaf_parts(message: object) -> object:
+    def broken_parts(message: object) -> object:
         raise RuntimeError("simulated parser bug")
 
-    monkeypatch.setattr(mail, "_leaf_parts", broken_leaf_parts)
+    monkeypatch.setattr(mail, "_parts", broken_parts)
 
     assert words_only(extract_fields(read_message("plain.eml"))) == [
         ("from", "John Doe mail.example.com"),
@@ -560,7 +561,8 @@ def test_mail_unexpected_error_falls_back_to_the_raw_text(
     def broken_parse(raw: bytes, **keywords: object) -> object:
         raise RuntimeError("simulated parser bug")
 
-    monkeypatch.setattr(mail.email, "message_from_bytes", broken_parse)
+    monkeypatch.setattr(email, "message_from_bytes", broken_parse)
+    monkeypatch.setattr(mail, "read_single_part", broken_parse)
 
     assert extract_fields(b"Subject: caf\xe9\n\nbody\n") == [("body", "Subject: café\n\nbody")]
 
