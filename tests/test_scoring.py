@@ -229,9 +229,11 @@ def test_scoring_changed_rows_override_the_kernel(tmp_path: Path, synthetic_netw
         reference_scores(synthetic_network, TEXTS),
         atol=1e-6,
     )
-    np.testing.assert_allclose(
-        scorer.score_texts(TEXTS), reference_scores(synthetic_network, TEXTS), atol=1e-6
-    )
+    # Without the kernel built (the changed rows laid over kernel.npz's), then with it.
+    laid_over = scorer.score_texts(TEXTS)
+    np.testing.assert_allclose(laid_over, reference_scores(synthetic_network, TEXTS), atol=1e-6)
+    scorer.first_kernel()
+    np.testing.assert_allclose(scorer.score_texts(TEXTS), laid_over, rtol=0, atol=1e-12)
     assert (learned / "kernel.npz").stat().st_ino == (original / "kernel.npz").stat().st_ino
 
 
@@ -258,6 +260,23 @@ def test_scoring_light_and_numpy_paths_agree(
 
     np.testing.assert_allclose(light, scorer.score_texts(TEXTS), rtol=0, atol=1e-12)
     np.testing.assert_allclose(light, reference_scores(synthetic_network, TEXTS), atol=1e-6)
+
+
+def test_scoring_a_scorer_not_light_scores_one_message_with_numpy(
+    synthetic_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's scorer: one-message scans take NumPy's path (0.12
+    # against 0.83 ms), with the same score.
+    raw = b"Subject: cash prize\n\nCash prize for you.\n"
+    [light] = Scorer(synthetic_model_dir).score_messages([raw])
+    scorer = Scorer(synthetic_model_dir, light=False)
+
+    def no_light_path(text: str) -> float:
+        raise AssertionError("scored with the standard library")
+
+    monkeypatch.setattr(scorer, "score_text_light", no_light_path)
+    [held] = scorer.score_messages([raw])
+    assert held == pytest.approx(light, abs=1e-12)
 
 
 def test_scoring_one_message_does_not_import_numpy(trained_model_dir: Path, tmp_path: Path) -> None:

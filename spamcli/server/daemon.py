@@ -69,6 +69,15 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 # The setup.cfg extra with the protocol libraries (aiohttp, pymilter).
 SERVE_EXTRA = "serve"
+# A message up to this size is scanned on the event loop, not handed to the
+# scan thread and back: the round trip through the thread cost a worker
+# 0.12 ms a message (8 clients, SpamAssassin corpora: 1,475 messages/s
+# through the thread, 1,651 with every scan on the loop). 88 % of those
+# messages are this small, and those of 6 to 8 KB scan in 1.0 ms (median;
+# 2.3 ms at the 99th percentile). A message made to be slow holds the loop
+# longer (8 KB of 1,365 empty MIME parts: 9.7 ms, of HTML tags 1.7 ms); a
+# scan thread holds the interpreter for 5 ms at a time anyway.
+INLINE_SCAN_BYTES = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -491,7 +500,12 @@ class AsyncWorker:
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, _reload_quietly, self.service)
 
-    async def _offload_scan(self, function: Callable[[], Any]) -> Any:
+    async def _offload_scan(self, function: Callable[[], Any], size: int) -> Any:
+        """Scan a message of SIZE bytes: on the event loop if it is small,
+        else in the scan thread, so that a large one does not hold up the
+        other connections."""
+        if size <= INLINE_SCAN_BYTES:
+            return function()
         return await asyncio.get_running_loop().run_in_executor(self.scan_executor, function)
 
     async def _offload_learn(self, function: Callable[[], Any]) -> Any:

@@ -45,6 +45,8 @@ NO_ACTION, ADD_HEADER, REJECT = "no action", "add header", "reject"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+# A scan, given the message's size (AsyncWorker._offload_scan).
+ScanOffload = Callable[[Callable[[], Any], int], Awaitable[Any]]
 
 
 class BodyTooLarge(Exception):
@@ -54,7 +56,7 @@ class BodyTooLarge(Exception):
 
 
 def make_application(
-    service: ScanService, offload_scan: Offload, offload_learn: Offload
+    service: ScanService, offload_scan: ScanOffload, offload_learn: Offload
 ) -> web.Application:
     handlers = Handlers(service, offload_scan, offload_learn)
     application = web.Application(middlewares=[handlers.count_errors])
@@ -88,7 +90,7 @@ def runner_options(service: ScanService) -> dict[str, Any]:
 
 
 class Handlers:
-    def __init__(self, service: ScanService, offload_scan: Offload, offload_learn: Offload):
+    def __init__(self, service: ScanService, offload_scan: ScanOffload, offload_learn: Offload):
         self.service = service
         self.limits = service.limits
         self.offload_scan = offload_scan
@@ -121,7 +123,9 @@ class Handlers:
             return response
         top = self.limits.explain_top
         try:
-            result = await self.offload_scan(lambda: self.service.scan(raw, explain_top=top))
+            result = await self.offload_scan(
+                lambda: self.service.scan(raw, explain_top=top), len(raw)
+            )
         except Exception as error:  # cannot classify: the client decides what to do
             return self._error(503, "checkv2", error, started)
         elapsed = loop.time() - started

@@ -82,8 +82,11 @@ _REPORT_ROW = "{points:>4} {rule:<22} {description}"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 Result = TypeVar("Result")
-# Runs a blocking call off the event loop (the scan or the learn executor).
+# Runs a blocking call off the event loop (the learn executor).
 Offload = Callable[[Callable[[], Result]], Awaitable[Result]]
+# Runs a scan of a message of so many bytes, off the event loop or on it
+# (AsyncWorker._offload_scan).
+ScanOffload = Callable[[Callable[[], Result], int], Awaitable[Result]]
 
 
 class ProtocolError(Exception):
@@ -124,7 +127,7 @@ class Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         service: ScanService,
-        offload_scan: Offload[Any],
+        offload_scan: ScanOffload[Any],
         offload_learn: Offload[Any],
     ) -> None:
         self.reader = reader
@@ -183,7 +186,7 @@ class Connection:
         top = self.limits.explain_top if explain else 0
         try:
             result: ScanResult = await self.offload_scan(
-                lambda: self.service.scan(raw, explain_top=top, mark=mark)
+                lambda: self.service.scan(raw, explain_top=top, mark=mark), len(raw)
             )
         except Exception as error:  # the message cannot be classified: spamc passes it on
             return self._unavailable(command, error)
@@ -612,7 +615,7 @@ async def serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     service: ScanService,
-    offload_scan: Offload[Any],
+    offload_scan: ScanOffload[Any],
     offload_learn: Offload[Any],
 ) -> None:
     """Answer one spamd client connection (the daemon's accept loop calls this)."""
