@@ -562,7 +562,7 @@ def test_mail_unexpected_error_falls_back_to_the_raw_text(
         raise RuntimeError("simulated parser bug")
 
     monkeypatch.setattr(email, "message_from_bytes", broken_parse)
-    monkeypatch.setattr(mail, "read_single_part", broken_parse)
+    monkeypatch.setattr(mail, "read_simple", broken_parse)
 
     assert extract_fields(b"Subject: caf\xe9\n\nbody\n") == [("body", "Subject: café\n\nbody")]
 
