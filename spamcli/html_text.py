@@ -2,8 +2,8 @@
 
 Its own module, imported by mail.py only when a message has an HTML part:
 html.parser and html.entities cost a one-message filter 2.4 ms of start-up,
-and most mail (24 messages in 25 of the SpamAssassin corpora's ham) has no
-HTML at all.
+and most ham has no HTML at all (188 of the SpamAssassin corpora's 4,150
+ham messages have an HTML part, 1,022 of its 1,896 spam).
 """
 
 from __future__ import annotations

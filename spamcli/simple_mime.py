@@ -18,8 +18,9 @@ every message of the corpora.
 
 Why: the email package is 7 ms of a one-message filter's start-up (its
 modules import socket, random, calendar and more), and its parser a fifth
-of a message's cost in bulk (0.07 ms of the SpamAssassin corpora's 0.48 ms
-of tokens for a single-part message; 0.01 ms here).
+of a message's cost in bulk: email.message_from_bytes took 0.103 ms a
+message of the SpamAssassin corpora, of 0.48 ms for the tokens, and
+read_simple takes 0.053 ms, decoding the payloads included.
 """
 
 from __future__ import annotations
