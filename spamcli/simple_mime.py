@@ -196,8 +196,8 @@ def _multipart_parts(text: str, raw: bytes, body: int, type_value: str | None) -
         return None
     # Message.get_boundary: unquoted once more, trailing white space dropped.
     boundary = _unquote(boundary).rstrip()
-    if not boundary:
-        return None
+    if not boundary or "\r" in boundary or "\n" in boundary:
+        return None  # none, or one no line can match (folded into the quotes)
     lines = _boundary_lines(text, body, "--" + boundary)
     if not lines or lines[0][2]:
         return None  # no part starts: the email package keeps the body as text
@@ -230,16 +230,19 @@ def _boundary_lines(text: str, start: int, separator: str) -> list[tuple[int, in
     found = []
     position = text.find(separator, start)
     while position >= 0:
+        line = _LINE.match(text, position)
+        assert line is not None  # the separator is there
         if position == start or text[position - 1] in "\r\n":
-            line = _LINE.match(text, position)
-            assert line is not None  # the separator is there
             rest = line.group()[len(separator) :].rstrip("\r\n")
             closing = rest.startswith("--")
             if closing:
                 rest = rest[2:]
             if not rest.strip(" \t"):
                 found.append((position, line.end(), closing))
-        position = text.find(separator, position + 1)
+        # The next line is the next place a boundary can start (the
+        # separator holds no line break): a line of a thousand separators
+        # is one search, not a thousand.
+        position = text.find(separator, line.end())
     return found
 
 

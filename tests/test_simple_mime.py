@@ -225,6 +225,7 @@ def test_simple_mime_reads_the_common_message_and_leaves_the_rest() -> None:
         b"Content-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: multipart/mixed\n\n",
         b"Content-Type: multipart/mixed; boundary=x\n\nno boundary line\n",
         b"Content-Type: multipart/mixed; boundary=x\n\n--x\n--x\n\nbody\n",
+        b'Content-Type: multipart/mixed; boundary="x\n y"\n\n--x\n y\n\nbody\n',
         b"Content-Type: multipart/mixed\n\n--x\n\nbody\n",
         b"Content-Type: multipart/digest; boundary=x\n\n--x\n\nSubject: a\n\nb\n",
         b"Content-Type: message/rfc822\n\nSubject: a\n\nb\n",
