@@ -613,6 +613,34 @@ def test_corpus_fifo_named_itself_is_read_like_a_file(tmp_path: Path) -> None:
     assert found == [RawMessage(str(fifo), message("through a pipe"))]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_corpus_fifo_waiting_for_its_writer_ends_on_an_interruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An interruption whose KeyboardInterrupt was lost (interruption.py) is
+    # acted on while the reader waits for a writer that never comes.
+    from spamcli import corpus, interruption
+
+    fifo = tmp_path / "never-written.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(corpus, "FIFO_WAKE_MILLISECONDS", 10)
+    monkeypatch.setattr(interruption, "_requested", True)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            list(iter_messages(fifo))
+        except BaseException as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+
+    assert not reader.is_alive(), "reading the FIFO went on waiting"
+    assert [type(error) for error in outcome] == [KeyboardInterrupt]
+
+
 def test_corpus_device_is_a_failure() -> None:
     if not Path("/dev/null").exists():
         pytest.skip("no /dev/null")
