@@ -29,6 +29,7 @@ more.
 
 from __future__ import annotations
 
+import array
 import itertools
 import math
 import zlib
@@ -166,13 +167,16 @@ def batch_features(texts: Sequence[str], spec: FeatureSpec) -> tuple[np.ndarray,
     """
     import numpy as np
 
-    keys: list[int] = []
+    # The keys gathered in a C array of unsigned ints (CRC-32s fit), which
+    # NumPy reads in place: np.array of a list of 80,000 ints took 3.4 ms,
+    # this 1.6 ms.
+    keys = array.array("I")
     lengths = []
     for text in texts:
         words = message_keys(text, spec)
-        keys += words
+        keys.extend(words)
         lengths.append(len(words))
-    key_array = np.array(keys, dtype=np.uint64)
+    key_array = np.frombuffer(keys, dtype=f"u{keys.itemsize}").astype(np.uint64)
     message_of_key = np.repeat(np.arange(len(texts), dtype=np.uint64), lengths)
     # A bigram is two neighbouring words of one message.
     within = message_of_key[:-1] == message_of_key[1:]
@@ -183,12 +187,17 @@ def batch_features(texts: Sequence[str], spec: FeatureSpec) -> tuple[np.ndarray,
     messages = np.concatenate([message_of_key, message_of_key[:-1][within]])
     # One number a (message, bucket) pair, so that one sort orders the pairs
     # and brings repeats together; np.unique took 0.04 ms a message more.
-    pairs = np.sort((messages << np.uint64(spec.bits)) | buckets)
+    pairs = (messages << np.uint64(spec.bits)) | buckets
+    if len(texts) << spec.bits <= 1 << 32:
+        # A batch of 128 messages' pairs fit in 27 bits: sorted as uint32,
+        # 1.0 ms against 2.8 ms for uint64 (100,000 pairs, one batch).
+        pairs = pairs.astype(np.uint32)
+    pairs = np.sort(pairs)
     if pairs.size:
         pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
     return (
-        (pairs >> np.uint64(spec.bits)).astype(np.intp),
-        (pairs & np.uint64(spec.buckets - 1)).astype(np.intp),
+        (pairs >> pairs.dtype.type(spec.bits)).astype(np.intp),
+        (pairs & pairs.dtype.type(spec.buckets - 1)).astype(np.intp),
     )
 
 

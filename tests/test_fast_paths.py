@@ -111,6 +111,19 @@ def test_fast_paths_patterns_find_what_the_plain_patterns_find(text: str) -> Non
 
 
 @FAST_SETTINGS
+@given(
+    text=st.one_of(
+        PATTERN_TEXT, st.text(st.characters(max_codepoint=127), max_size=80), st.just("a$!b_")
+    ),
+    end=st.integers(0, 130),
+)
+def test_fast_paths_tokens_of_ascii_text_are_the_patterns_tokens(text: str, end: int) -> None:
+    # ASCII text is tokenized with bytes operations, any other with the pattern.
+    for case in (text, text.lower()):
+        assert tokens._find_tokens(case, end) == tokens.TOKEN_PATTERN.findall(case, 0, end)
+
+
+@FAST_SETTINGS
 @given(text=PATTERN_TEXT, repeat=st.integers(1, 40), needed=st.integers(1, 60))
 def test_fast_paths_tokens_of_a_long_text_are_found_a_window_at_a_time(
     text: str, repeat: int, needed: int
