@@ -204,6 +204,129 @@ def test_fast_paths_html_reads_the_same_without_counting_positions(source: str, 
     assert (fast.text_pieces, fast.urls) == (counting.text_pieces, counting.urls)
 
 
+# Markup as mail writes it, well and badly: attributes quoted, bare, empty,
+# right after a quote, "=" in values and names, ">" inside quotes, end tags
+# with attributes, comments, declarations, references cut anywhere.
+SCANNED_MARKUP = st.lists(
+    st.sampled_from(
+        [
+            *" \n\t\r\x0b\x00a=\"'&;<>/",
+            *(
+                "word ",
+                "\u00e9",
+                "&amp;",
+                "&amp",
+                "&#65;",
+                "&#x41",
+                "&notin",
+                "&ampxx",
+                "<3",
+                "< a>",
+            ),
+            *(
+                "<b>",
+                "</b>",
+                "<p>",
+                "</p>",
+                "<br/>",
+                "<BR >",
+                "<o:p>",
+                "</o:p>",
+                "<title>T</title>",
+            ),
+            *("<a href='http://x.example/a'>", "</a>", "<A HREF=http://y.example/b/>"),
+            *("<img src=http://i.example/p.png />", "<a href=http://x.example/?a=b&amp;c=d>"),
+            *('<a t="x"href="http://r.example/">', "<a t='x'src=y.example>", '<a t = "y>z">'),
+            *("<font face=Arial, Helvetica size=2>", "<td width=100% cellPadding= x=0>"),
+            *('<img border=0">', '<a "x">', "<a =b>", "<a b==c>", "<a/b>", "<a\vb>", "<é>"),
+            *(
+                "<a t='x>y' href=\"http://q.example/\">",
+                "<a href=\"x&amp;y\" src='&#104;ttp://z.example'>",
+            ),
+            *("</font\n", "</td msimagelist>", "</>", "</1>", "</ a >", "</script foo>"),
+            *(
+                "<script>var a=1<2;</script>",
+                "<style>p{}</style >",
+                "<script/>",
+                "<script>",
+                "</SCRIPT>",
+            ),
+            *("<!-- c -->", "<!-- a > b -->", "<!--", "-->", "<!-->", "<!--->", "<!doctype html>"),
+            *(
+                "<?xml x?>",
+                "<!x>",
+                "<![CDATA[",
+                "]]>",
+                "<![if !vml]>",
+                "<?php",
+                "</",
+                "<td",
+                "<a\nhref=",
+            ),
+        ]
+    ),
+    max_size=60,
+).map("".join)
+
+
+def _stopping_after(words: int) -> Callable[[str], bool]:
+    def wants_more(text: str) -> bool:
+        return len(text.split()) < words
+
+    return wants_more
+
+
+@FAST_SETTINGS
+@given(
+    source=st.tuples(SCANNED_MARKUP, st.sampled_from([1, 3, 12])).map(
+        lambda pair: pair[0] * pair[1]
+    ),
+    first_chunk=st.sampled_from([1, 2, 3, 5, 7, 64, 2_048]),
+    chunk=st.sampled_from([1, 4, 9, 64, 32_768]),
+    budget=st.sampled_from([1, 5, 30, 1_000_000]),
+    words=st.sampled_from([None, 1, 3, 20]),
+)
+def test_fast_paths_html_scanner_reads_as_the_parser_reads(
+    source: str, first_chunk: int, chunk: int, budget: int, words: int | None
+) -> None:
+    # Pieces of every size: what the scanner has read at each piece's end
+    # (text held back included) is what HTMLParser has, early stops alike.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(html_text, "_FIRST_HTML_CHUNK_CHARACTERS", first_chunk)
+        patch.setattr(html_text, "_HTML_CHUNK_CHARACTERS", max(first_chunk, chunk))
+        wants_more = None if words is None else _stopping_after(words)
+        expected = html_text._html_to_text_with_parser(source, budget, wants_more)
+        assert html_text.html_to_text(source, budget, wants_more) == expected
+
+
+def test_fast_paths_html_scanner_reads_ordinary_markup_itself() -> None:
+    source = (
+        "<!DOCTYPE html><html><head><style>p {}</style><title>Offer</title></head>"
+        '<body><p class=x>Cheap <b>V</b>iagra, <a href="http://shop.example/buy?a=1&amp;b=2">'
+        "buy</a><br/><img src='http://i.example/p.png' width=1><!-- note --></p></body></html>"
+    )
+    scanner = html_text.HtmlScanner(source)
+    scanner.feed(source)  # raises _Unreadable where it falls back
+    scanner.close()
+    assert " ".join("".join(scanner.text_pieces).split()) == "Offer Cheap Viagra, buy"
+    assert scanner.urls == ["shop.example/buy", "i.example/p.png"]
+    assert html_text.html_to_text(source, 1_000) == ("Offer Cheap Viagra, buy", scanner.urls, False)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["<p>a</p><![if !vml]>b<![endif]>", "<p>a<!-- never closed", "<a b='c>d", "<p>x</p"],
+)
+def test_fast_paths_html_scanner_leaves_other_markup_to_the_parser(source: str) -> None:
+    scanner = html_text.HtmlScanner(source)
+    with pytest.raises(html_text._Unreadable):
+        scanner.feed(source)
+        scanner.close()
+    assert html_text.html_to_text(source, 1_000) == html_text._html_to_text_with_parser(
+        source, 1_000, None
+    )
+
+
 HEADER_TEXT = st.lists(
     st.sampled_from(
         [*"ab Z:-\t\r\n", "\r\n ", "\n\t", "=?utf-8?q?caf=C3=A9?=", "=?", "\udce9", "\u00e9"]
@@ -302,13 +425,13 @@ def test_fast_paths_an_html_part_is_parsed_no_further_than_the_tokens_needed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fed: list[int] = []
-    original_feed = html_text.HtmlTextParser.feed
+    original_feed = html_text.HtmlScanner.feed
 
-    def counting_feed(parser: html_text.HtmlTextParser, data: str) -> None:
+    def counting_feed(scanner: html_text.HtmlScanner, data: str) -> None:
         fed.append(len(data))
-        original_feed(parser, data)
+        original_feed(scanner, data)
 
-    monkeypatch.setattr(html_text.HtmlTextParser, "feed", counting_feed)
+    monkeypatch.setattr(html_text.HtmlScanner, "feed", counting_feed)
     raw = html_message("<p>cheap pills, buy now</p>\n" * 4000, multipart=False)  # 112 KB
     message_tokens(raw, "all", 500)
     assert sum(fed) <= 2_048 + 8_192  # of 112,000: two pieces, 2 KB and 8 KB
@@ -334,3 +457,34 @@ def test_fast_paths_the_spamassassin_corpora_give_the_same_first_tokens() -> Non
         assert message_tokens(item.raw, "all", 500) == " ".join(whole.split(" ")[:500]), item.source
         count += 1
     assert count > 6000
+
+
+CSDMC_DIR = SPAMASSASSIN_DIR.parent / "csdmc2010"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("collection", [SPAMASSASSIN_DIR, CSDMC_DIR], ids=lambda path: path.name)
+def test_fast_paths_html_scanner_reads_every_corpus_html_part_as_the_parser(
+    monkeypatch: pytest.MonkeyPatch, collection: Path
+) -> None:
+    archives = sorted(collection.glob("*.tar.bz2"))
+    if not archives:
+        pytest.skip(f"{collection} holds no archives: the shared corpora")
+    calls: list[tuple[str, int, Callable[[str], bool] | None]] = []
+    scanned = html_text.html_to_text
+
+    def comparing(
+        html: str, budget: int, wants_more: Callable[[str], bool] | None = None
+    ) -> tuple[str, list[str], bool]:
+        result = scanned(html, budget, wants_more)
+        assert result == html_text._html_to_text_with_parser(html, budget, wants_more)
+        calls.append((html, budget, wants_more))
+        return result
+
+    monkeypatch.setattr(html_text, "html_to_text", comparing)
+    items = (item for archive in archives for item in corpus.iter_messages(archive))
+    for item in items:
+        if not isinstance(item, corpus.ReadFailure):
+            message_tokens(item.raw, "all", 500)  # the scoring path, stopping early
+            message_tokens(item.raw, "all")
+    assert len(calls) > 500
