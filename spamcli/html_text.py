@@ -201,7 +201,41 @@ def _waits_for_more(source: str, start: int, end: int) -> bool:
     return following.isascii() and (following.isalpha() or following in "=/")
 
 
-class HtmlScanner:
+class _VisibleText:
+    """What both readers collect, and how each tag and piece of text adds to
+    it (the tags' names lower-cased)."""
+
+    def __init__(self) -> None:
+        self.text_pieces: list[str] = []
+        self.character_count = 0
+        self.urls: list[str] = []
+        self._invisible_depth = 0
+
+    def _open(self, name: str) -> None:
+        if name in _INVISIBLE_TAGS:
+            self._invisible_depth += 1
+        elif name in _BLOCK_TAGS:
+            self.text_pieces.append(" ")
+
+    def _end_tag(self, name: str) -> None:
+        if name in _INVISIBLE_TAGS:
+            self._invisible_depth = max(0, self._invisible_depth - 1)
+        elif name in _BLOCK_TAGS:
+            self.text_pieces.append(" ")
+
+    def _data(self, data: str) -> None:
+        if not self._invisible_depth:
+            self.text_pieces.append(data)
+            self.character_count += len(data)
+
+    def _link(self, value: str) -> None:
+        """An href or src attribute's value, entities unescaped."""
+        url = url_host_and_path(value)
+        if url:
+            self.urls.append(url)
+
+
+class HtmlScanner(_VisibleText):
     """The visible text and href/src links of SOURCE, read from the pieces
     fed (the start of SOURCE, one piece after another) as HtmlTextParser
     reads them; raises _Unreadable for markup it does not read (see the
@@ -216,11 +250,8 @@ class HtmlScanner:
     """
 
     def __init__(self, source: str) -> None:
+        super().__init__()
         self.source = source
-        self.text_pieces: list[str] = []
-        self.character_count = 0
-        self.urls: list[str] = []
-        self._invisible_depth = 0
         self._read = 0  # SOURCE[:_read] is handled
         self._fed = 0  # SOURCE[:_fed] has been fed
         # Within script or style: the pattern of its end, and its name.
@@ -329,42 +360,20 @@ class HtmlScanner:
                     if value[0] in "\"'":
                         value = value[1:-1]
                     if value:
-                        url = url_host_and_path(unescape(value))
-                        if url:
-                            self.urls.append(url)
+                        self._link(unescape(value))
         if tag.group(3):
             self._end_tag(name)
         elif name in _INVISIBLE_TAGS:
             self._content_end = _CONTENT_END[name]
             self._content_name = name
 
-    def _open(self, name: str) -> None:
-        if name in _INVISIBLE_TAGS:
-            self._invisible_depth += 1
-        elif name in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
 
-    def _end_tag(self, name: str) -> None:
-        if name in _INVISIBLE_TAGS:
-            self._invisible_depth = max(0, self._invisible_depth - 1)
-        elif name in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
-
-    def _data(self, data: str) -> None:
-        if not self._invisible_depth:
-            self.text_pieces.append(data)
-            self.character_count += len(data)
-
-
-class HtmlTextParser(HTMLParser):
+class HtmlTextParser(_VisibleText, HTMLParser):
     """Collect the visible text (entities unescaped) and the href/src links."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text_pieces: list[str] = []
-        self.character_count = 0
-        self.urls: list[str] = []
-        self._invisible_depth = 0
+        _VisibleText.__init__(self)
+        HTMLParser.__init__(self, convert_charrefs=True)
 
     def updatepos(self, i: int, j: int) -> int:
         # HTMLParser counts the lines and columns of all it reads, for
@@ -373,26 +382,16 @@ class HtmlTextParser(HTMLParser):
         return j
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
+        self._open(tag)
         for name, value in attrs:
             if name in _LINK_ATTRIBUTES and value:
-                url = url_host_and_path(value)
-                if url:
-                    self.urls.append(url)
+                self._link(value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._invisible_depth = max(0, self._invisible_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self.text_pieces.append(" ")
+        self._end_tag(tag)
 
     def handle_data(self, data: str) -> None:
-        if not self._invisible_depth:
-            self.text_pieces.append(data)
-            self.character_count += len(data)
+        self._data(data)
 
 
 @functools.lru_cache(maxsize=4096)
