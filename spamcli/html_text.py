@@ -143,11 +143,9 @@ _ATTRIBUTE_PATTERN = (
     r"(?:\s++|(?<=['\"]))([^\s/>][^\s/=>]*+)"
     r"(?:\s*+=++\s*+('[^']*+'|\"[^\"]*+\"|(?!['\"])[^>\s]*+))?+"
 )
-_ANY_ATTRIBUTE = (
-    r"(?:\s++|(?<=['\"]))[^\s/>][^\s/=>]*+"
-    r"(?:\s*+=++\s*+(?:'[^']*+'|\"[^\"]*+\"|(?!['\"])[^>\s]*+))?+"
+_START_TAG = re.compile(
+    rf"<(?P<name>{_TAG_NAME})(?P<attributes>(?:{_ATTRIBUTE_PATTERN})*+)\s*+(?P<slash>/?)>"
 )
-_START_TAG = re.compile(rf"<({_TAG_NAME})((?:{_ANY_ATTRIBUTE})*+)\s*+(/?)>")
 _ATTRIBUTE = re.compile(_ATTRIBUTE_PATTERN)
 # Only a tag with one of these in its attributes can hold a link.
 _MAY_LINK = re.compile(r"href|src", re.IGNORECASE)
@@ -175,7 +173,7 @@ _START_TAG_SO_FAR = re.compile(
 # - an end tag: it ends at the first ">"; its name is endtagfind's, else
 #   tagfind_tolerant's, else it names nothing (a bogus comment);
 _END_TAG = re.compile(r"</\s*([a-zA-Z][-.a-zA-Z0-9:_]*)\s*>")
-_END_TAG_NAME = re.compile(r"([a-zA-Z][^\t\n\r\f />\x00]*)")
+_END_TAG_NAME = re.compile(f"({_TAG_NAME})")
 # - a comment's end, as _markupbase's; the end of script and style, as
 #   HTMLParser.set_cdata_mode's.
 _COMMENT_END = re.compile(r"--\s*>")
@@ -350,9 +348,9 @@ class HtmlScanner(_VisibleText):
         return start + 1
 
     def _start_tag(self, tag: re.Match[str]) -> None:
-        name = tag.group(1).lower()
+        name = tag.group("name").lower()
         self._open(name)
-        attributes = tag.group(2)
+        attributes = tag.group("attributes")
         if attributes and _MAY_LINK.search(attributes):
             for attribute in _ATTRIBUTE.finditer(attributes):
                 value = attribute.group(2)
@@ -361,7 +359,7 @@ class HtmlScanner(_VisibleText):
                         value = value[1:-1]
                     if value:
                         self._link(unescape(value))
-        if tag.group(3):
+        if tag.group("slash"):
             self._end_tag(name)
         elif name in _INVISIBLE_TAGS:
             self._content_end = _CONTENT_END[name]
