@@ -263,7 +263,7 @@ def _iter_path(
     elif stat.S_ISDIR(status.st_mode):
         yield from _iter_folder(path, status, frozenset(), read_limit, digest_whole)
     else:
-        yield from _iter_file(path, path.parent.parts, read_limit, digest_whole, named=True)
+        yield from _iter_file(str(path), path.parent.parts, read_limit, digest_whole, named=True)
 
 
 def _stat(path: Path) -> os.stat_result | ReadFailure:
@@ -322,6 +322,12 @@ def _iter_folder(
     for entry in entries:
         if entry.name.startswith("."):
             continue
+        if not maildir and entry.is_file(follow_symlinks=False):
+            # A regular file, as the folder's listing says (no stat): most of
+            # a mail folder. _open_regular checks it again once it is open.
+            if entry.name not in _INDEX_FILE_NAMES:
+                yield from _iter_file(entry.path, path.parts, read_limit, digest_whole)
+            continue
         child = path / entry.name
         child_status = _stat(child)
         if isinstance(child_status, ReadFailure):
@@ -342,7 +348,7 @@ def _iter_folder(
             reason = str(_NotRegularFile(child_status.st_mode))
             yield _Found(ReadFailure(str(child), reason, skipped=True), path.parts)
         else:
-            yield from _iter_file(child, path.parts, read_limit, digest_whole)
+            yield from _iter_file(str(child), path.parts, read_limit, digest_whole)
 
 
 def _iter_maildir_part(
@@ -397,7 +403,7 @@ class _NotRegularFile(Exception):
         super().__init__(f"not a regular file ({kind})")
 
 
-def _open_regular(path: Path, allow_fifo: bool = False) -> IO[bytes]:
+def _open_regular(path: str | Path, allow_fifo: bool = False) -> IO[bytes]:
     """Open PATH for reading if it is a regular file, without ever blocking.
 
     Checking with stat() and then opening would block forever if a FIFO took
@@ -474,21 +480,26 @@ def _is_archive_name(name: str) -> bool:
 
 
 def _iter_file(
-    path: Path,
+    source: str,
     folders: tuple[str, ...],
     read_limit: int | None,
     digest_whole: bool = False,
     named: bool = False,
 ) -> Iterator[_Found]:
-    """The messages of one file; NAMED: given by the user, so a FIFO is read."""
-    source = str(path)
+    """The messages of the file at SOURCE, a path; NAMED: given by the user,
+    so a FIFO is read, where one found in a folder is skipped."""
     try:
-        stream = _open_regular(path, allow_fifo=named)
-    except (_NotRegularFile, OSError) as error:
+        stream = _open_regular(source, allow_fifo=named)
+    except _NotRegularFile as error:
+        # A file of a folder that became a FIFO or a device since the
+        # folder was listed is skipped, as one found so is (_iter_folder).
+        yield _Found(ReadFailure(source, _reason(error), skipped=not named), folders)
+        return
+    except OSError as error:
         yield _Found(ReadFailure(source, _reason(error)), folders)
         return
     with stream:
-        if _is_archive_name(path.name):
+        if _is_archive_name(os.path.basename(source)):
             yield from _iter_archive(
                 stream,
                 source,

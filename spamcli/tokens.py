@@ -163,30 +163,51 @@ def token_string(
         needed = None if max_tokens is None else max_tokens - count
         if needed is not None and needed <= 0:
             break
-        lowered = text.lower()
         if field in CONTENT_FIELDS:
-            words = _tokens_of_lowered(lowered, needed)
+            words = _tokens_of_lowered(text.lower(), needed)
             if words:
                 pieces.append(" ".join(words))
+            count += len(words)
         else:
-            words = _tokens_of_lowered(lowered)
-            if "." in lowered:  # else there is no dotted name
-                names = DOTTED_NAME.findall(lowered)
-                if _has_long_token(lowered, names):
-                    names = [name[:MAX_TOKEN_LENGTH] for name in names]
-                words += names
-            if words:
-                # Joined in C, "prefix:" before each word, rather than an
-                # f-string for each: with the one-pass check for long tokens,
-                # 0.265 to 0.249 ms a message of the SpamAssassin corpora.
-                pieces.append(_joined_with_prefix(field, words))
-        count += len(words)
+            if len(field) + len(text) <= _MAX_CACHED_HEADER_CHARACTERS:
+                piece, word_count = _cached_header_tokens(field, text)
+            else:
+                piece, word_count = _header_tokens(field, text)
+            if word_count:
+                pieces.append(piece)
+            count += word_count
         if taken is not None:
             taken[0] = count
     text = " ".join(pieces)
     if max_tokens is not None and count > max_tokens:
         text = " ".join(text.split(" ", max_tokens)[:max_tokens])
     return text
+
+
+def _header_tokens(field: str, text: str) -> tuple[str, int]:
+    """A header field's tokens, each after the header's name and a colon,
+    and how many there are."""
+    lowered = text.lower()
+    words = _tokens_of_lowered(lowered)
+    if "." in lowered:  # else there is no dotted name
+        names = DOTTED_NAME.findall(lowered)
+        if _has_long_token(lowered, names):
+            names = [name[:MAX_TOKEN_LENGTH] for name in names]
+        words += names
+    # Joined in C, "prefix:" before each word, rather than an f-string for
+    # each: with the one-pass check for long tokens, 0.265 to 0.249 ms a
+    # message of the SpamAssassin corpora.
+    return (_joined_with_prefix(field, words) if words else ""), len(words)
+
+
+# A mailbox's header fields repeat (MIME-Version, Content-Type, a list's
+# own headers, a sender's X-Mailer): scoring the SpamAssassin corpora's
+# 6,046 messages, 54 % of the header fields looked up here were found
+# (69,000 of 128,000), and message_text went from 0.433 to 0.422 ms a
+# message. A long text (a Received line, say) is rarely seen twice and is
+# not kept, so the cache holds at most 4,096 keys of 512 characters.
+_MAX_CACHED_HEADER_CHARACTERS = 512
+_cached_header_tokens = functools.lru_cache(maxsize=4096)(_header_tokens)
 
 
 def _joined_with_prefix(field: str, words: list[str]) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import subprocess
 import sys
 import tarfile
@@ -593,6 +594,35 @@ def test_corpus_fifo_in_a_folder_is_skipped_and_does_not_block(tmp_path: Path) -
     assert found == [
         RawMessage(str(tmp_path / "ham" / "a.eml"), message("fine")),
         ReadFailure(str(tmp_path / "ham" / "b.fifo"), "not a regular file (a FIFO)", skipped=True),
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_corpus_file_that_became_a_fifo_after_the_listing_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A regular file is read without a stat of its own (the listing says
+    # what it is); one replaced by a FIFO before it is opened must still be
+    # skipped without blocking, as a FIFO found in the listing is.
+    write(tmp_path / "ham" / "a.eml", message("fine"))
+    write(tmp_path / "ham" / "b.eml", message("replaced"))
+    real_open = os.open
+
+    def replace_then_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("b.eml") and not stat.S_ISFIFO(os.lstat(path).st_mode):
+            os.unlink(path)
+            os.mkfifo(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", replace_then_open)
+    found: list[RawMessage | ReadFailure] = []
+    reader = threading.Thread(target=lambda: found.extend(iter_messages(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert found == [
+        RawMessage(str(tmp_path / "ham" / "a.eml"), message("fine")),
+        ReadFailure(str(tmp_path / "ham" / "b.eml"), "not a regular file (a FIFO)", skipped=True),
     ]
 
 
