@@ -174,14 +174,15 @@ def token_string(
             else:
                 piece, word_count = _header_tokens(field, text)
             if word_count:
+                if needed is not None and word_count > needed:
+                    # The last piece (a content field gives no more than
+                    # it is asked for): only its first tokens are read.
+                    piece = " ".join(piece.split(" ", needed)[:needed])
                 pieces.append(piece)
             count += word_count
         if taken is not None:
             taken[0] = count
-    text = " ".join(pieces)
-    if max_tokens is not None and count > max_tokens:
-        text = " ".join(text.split(" ", max_tokens)[:max_tokens])
-    return text
+    return " ".join(pieces)
 
 
 def _header_tokens(field: str, text: str) -> tuple[str, int]:
