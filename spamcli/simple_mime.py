@@ -247,35 +247,35 @@ def _boundary_lines(text: str, start: int, separator: str) -> list[tuple[int, in
 
 def _header_fields(lines: list[str]) -> list[tuple[str, str]] | None:
     """(name, value) of each field, as compat32's raw_items gives them, or
-    None for a header block the email package would read with a defect."""
+    None for a header block the email package would read with a defect.
+
+    A field's value is written as compat32's header_source_parse writes it:
+    the first line's after the colon, spaces and tabs before it dropped,
+    then its continuation lines, line breaks kept but the last."""
     fields: list[tuple[str, str]] = []
-    current: list[str] = []
+    name: str | None = None  # of the field being read
+    value_lines: list[str] = []
     for number, line in enumerate(lines):
         if line[0] in " \t":
-            if not current:
+            if name is None:
                 return None  # a continuation of no field
-            current.append(line)
+            value_lines.append(line)
             continue
-        if current:
-            fields.append(_field(current))
-            current = []
+        if name is not None:
+            fields.append((name, "".join(value_lines).rstrip("\r\n")))
+            name = None
         if line.startswith("From "):
             if number == 0:
                 continue  # the envelope line of an mbox or a delivery agent
             return None
-        if line.find(":") <= 0:
+        colon = line.find(":")
+        if colon <= 0:
             return None  # no name (a "From " line is the only other match)
-        current = [line]
-    if current:
-        fields.append(_field(current))
+        name = line[:colon]
+        value_lines = [line[colon + 1 :].lstrip(" \t")]
+    if name is not None:
+        fields.append((name, "".join(value_lines).rstrip("\r\n")))
     return fields
-
-
-def _field(lines: list[str]) -> tuple[str, str]:
-    # compat32's header_source_parse.
-    name, value = lines[0].split(":", 1)
-    value = value.lstrip(" \t") + "".join(lines[1:])
-    return name, value.rstrip("\r\n")
 
 
 def _first(fields: list[tuple[str, str]], name: str) -> str | None:
