@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html.parser
 import io
+import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,12 +198,17 @@ class _HtmlTextParserCountingPositions(html_text.HtmlTextParser):
 @given(source=HTML_TEXT, chunk=st.sampled_from([7, 32_768]))
 def test_fast_paths_html_reads_the_same_without_counting_positions(source: str, chunk: int) -> None:
     parsers = [html_text.HtmlTextParser(), _HtmlTextParserCountingPositions()]
+    errors = []
     for parser in parsers:
-        for start in range(0, len(source), chunk):
-            parser.feed(source[start : start + chunk])
-        parser.close()
+        try:
+            for start in range(0, len(source), chunk):
+                parser.feed(source[start : start + chunk])
+            parser.close()
+        except AssertionError as error:  # a marked section HTMLParser cannot name: "<![]"
+            errors.append(str(error))
     fast, counting = parsers
     assert (fast.text_pieces, fast.urls) == (counting.text_pieces, counting.urls)
+    assert len(errors) in (0, 2)
 
 
 # Markup as mail writes it, well and badly: attributes quoted, bare, empty,
@@ -263,6 +270,37 @@ SCANNED_MARKUP = st.lists(
                 "<td",
                 "<a\nhref=",
             ),
+            # What the scanner reads a stretch at a time, and where it
+            # hands over to HTMLParser's methods: letters that lower-case
+            # otherwise (a long s, the Kelvin sign, a dotted capital I),
+            # script and style in every case and ending, names and
+            # attributes with "<", quotes, NUL and odd white space.
+            *("\u017f", "\u212a", "\u0130", "</\u017fcript>", "</scr\u0130pt>", "<script<x>"),
+            *("<SCRIPT>", "<sTyLe>", "</STYLE >", "<Script/>", "<style/>", "</script\n>"),
+            *('<a"\x00b>', '<a" href=x>', "</ >", "< /a>", "<br/ >", "<br / >", "<a b=c/>"),
+            *("<a b='c'/>", "<a\x0bb>", "<p\x0b>", "</p\x0b>", "<a\u00a0href=x>", "<d&#105;v>"),
+            *("<div>", "</DIV>", "<blockquote>", "<bloc\u212aquote>", "</td\n>", "<TD\tclass=x>"),
+            *('<a title="<b>" href=http://k.example/>', "<a b='<'>", "<a<b>", "<a b=c<d>"),
+            *("<!>", "<!->", "<!-x>", "<?>", "<!DOCTYPE", "<![CDATA[x]]>", "<![endif]>", "<![]>"),
+            *("<!-- <b> -->", "<!-- a --!>", "--\n>", "<", "<<", "<>", "< ", "<1", "<\u00e9"),
+            # References: to "<", to nothing, longer than 34 characters,
+            # "&nbsp;" after references cut short.
+            *("&lt;", "&#60;", "&#x3c;", "&LT", "&#1;", "&#0000000000000000000000000000000065;"),
+            *("&CounterClockwiseContourIntegral;", "&nbsp;", "&nbsp", "&amp&nbsp;", "&&nbsp;"),
+            *("&nbsp;;", "&#65&nbsp;", "&notin", "&no", "&#x&nbsp;", "&nbs<b>p;"),
+            # Links: references, case, users and ports, spaces, brackets.
+            *(
+                '<a href="&#104;ttp://z.example/">',
+                "<a HREF='//b.example/p'>",
+                "<a Href=c.example>",
+            ),
+            *('<img SRC="http://d.example/x.gif" src=http://e.example/>', "<a href=http://[::1]/>"),
+            *("<a href=http://u:p@f.example:81/a?b#c>", "<a href=' http://g.example/ '>"),
+            *(
+                '<a href="http://h.example/a b">',
+                "<a href=HTTP://I.EXAMPLE/P>",
+                "<a href=mailto:x>",
+            ),
         ]
     ),
     max_size=60,
@@ -306,25 +344,101 @@ def test_fast_paths_html_scanner_reads_ordinary_markup_itself() -> None:
         "buy</a><br/><img src='http://i.example/p.png' width=1><!-- note --></p></body></html>"
     )
     scanner = html_text.HtmlScanner(source)
-    scanner.feed(source)  # raises _Unreadable where it falls back
+    scanner.feed(source)
     scanner.close()
-    assert " ".join("".join(scanner.text_pieces).split()) == "Offer Cheap Viagra, buy"
+    assert scanner.markup_read_by_the_parser == 1  # <style>, then its end found
+    assert scanner.visible_text() == "Offer Cheap Viagra, buy"
     assert scanner.urls == ["shop.example/buy", "i.example/p.png"]
     assert html_text.html_to_text(source, 1_000) == ("Offer Cheap Viagra, buy", scanner.urls, False)
 
 
 @pytest.mark.parametrize(
     "source",
-    ["<p>a</p><![if !vml]>b<![endif]>", "<p>a<!-- never closed", "<a b='c>d", "<p>x</p"],
+    [
+        "<p>a</p><![if !vml]>b<![endif]>",
+        "<p>a<!-- never closed",
+        "<a b='c>d",
+        "<p>x</p",
+        "<td msimagelist>a</td msimagelist>b",
+        "<a href=x/b>c < d",
+    ],
 )
 def test_fast_paths_html_scanner_leaves_other_markup_to_the_parser(source: str) -> None:
     scanner = html_text.HtmlScanner(source)
-    with pytest.raises(html_text._Unreadable):
-        scanner.feed(source)
-        scanner.close()
-    assert html_text.html_to_text(source, 1_000) == html_text._html_to_text_with_parser(
-        source, 1_000, None
-    )
+    scanner.feed(source)
+    scanner.close()
+    assert scanner.markup_read_by_the_parser > 0
+    expected = html_text._html_to_text_with_parser(source, 1_000, None)
+    assert (scanner.visible_text(), scanner.urls, False) == expected
+    assert html_text.html_to_text(source, 1_000) == expected
+
+
+def test_fast_paths_html_scanner_is_used_with_the_html_parser_it_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On another Python, html.parser may read otherwise: HTMLParser reads all.
+    if sys.version_info[:3] == (3, 11, 7):
+        assert html_text._SCANNER_FOLLOWS_THE_PARSER
+    monkeypatch.setattr(html_text, "_SCANNER_FOLLOWS_THE_PARSER", False)
+    monkeypatch.setattr(html_text, "HtmlScanner", None)
+    assert html_text.html_to_text("<p>a<b>b</b></p>", 10) == ("ab", [], False)
+
+
+# Text pieces as the scanner collects them: words, white space of every
+# kind, nothing.
+TEXT_PIECES = st.lists(
+    st.lists(st.sampled_from(["", " ", "a", "bc", "\n", "\x1c", "\u00a0", "\u3000", "d e"])).map(
+        "".join
+    ),
+    max_size=12,
+)
+
+
+@FAST_SETTINGS
+@given(pieces=TEXT_PIECES, asked=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_fast_paths_html_scanner_joins_its_text_as_the_parser(
+    pieces: list[str], asked: list[bool]
+) -> None:
+    # The scanner splits only the pieces since it was last asked.
+    scanner = html_text.HtmlScanner("")
+    for piece, ask in zip(pieces, asked, strict=False):
+        scanner.text_pieces.append(piece)
+        if ask:
+            assert scanner.visible_text() == " ".join("".join(scanner.text_pieces).split())
+    assert scanner.visible_text() == " ".join("".join(scanner.text_pieces).split())
+
+
+def _url_host_and_path_by_urlsplit(url: str) -> str | None:
+    """url_host_and_path as it was, urlsplit alone."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    path = parts.path if parts.path not in ("", "/") else ""
+    return " ".join((host + path).split())
+
+
+URL_TEXT = st.tuples(
+    st.sampled_from(["", "http://", "HTTPS://", "ftp://", "a+b.c://", "x:", "//", " http://"]),
+    st.lists(
+        st.sampled_from(
+            [
+                *"aZ09.-_/?#@:[]%~!\"'<>\\ \t\n\r\x00\x1f\x7f",
+                *("\u00e9", "\u0130", "\u212a", "\u3000", "\u00a0", "www.example.com", "/a/b"),
+            ]
+        ),
+        max_size=25,
+    ).map("".join),
+).map("".join)
+
+
+@FAST_SETTINGS
+@given(url=URL_TEXT)
+def test_fast_paths_a_plain_link_is_split_as_urlsplit_splits_it(url: str) -> None:
+    assert html_text.url_host_and_path.__wrapped__(url) == _url_host_and_path_by_urlsplit(url)
 
 
 HEADER_TEXT = st.lists(
