@@ -170,12 +170,21 @@ _MARKUP = re.compile(
 )
 
 
+# What the caches below keep is bounded, for the daemon that keeps them as
+# long as it runs: 4,096 tag names, 8,192 attribute strings and 4,096 links
+# at most, each of at most this many characters (16 MB in all); longer ones
+# are read each time.
+_MAX_CACHED_MARKUP_CHARACTERS = 1024
+
+
 class _SpaceOfTag(dict[str | None, str]):
     """_MARKUP's first group → the white space the tag adds to the text."""
 
     def __missing__(self, name: str | None) -> str:
         space = " " if name and name.lstrip("/").lstrip().lower() in _BLOCK_TAGS else ""
-        if len(self) < 4096:
+        # A name made up to be long is not kept: the daemon keeps this
+        # for as long as it runs.
+        if len(self) < 4096 and (name is None or len(name) <= _MAX_CACHED_MARKUP_CHARACTERS):
             self[name] = space
         return space
 
@@ -204,9 +213,11 @@ class _LinksOfAttributes(dict[str, tuple[str, ...]]):
                     url = url_host_and_path(unescape(value))
                     if url:
                         links.append(url)
-        if len(self) >= 8192:
-            self.clear()
-        self[attributes] = found = tuple(links)
+        found = tuple(links)
+        if len(attributes) <= _MAX_CACHED_MARKUP_CHARACTERS:
+            if len(self) >= 8192:
+                self.clear()
+            self[attributes] = found
         return found
 
 
@@ -497,13 +508,19 @@ _PLAIN_URL = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)
 def url_host_and_path(url: str) -> str | None:
     """``https://User@Www.Example.com:8080/a/b?id=42`` → ``www.example.com/a/b``.
 
     Only links with a host count: relative links, ``cid:`` images, ``data:``
-    and ``mailto:`` say nothing about where the reader is sent.
+    and ``mailto:`` say nothing about where the reader is sent. Kept for a
+    link of up to _MAX_CACHED_MARKUP_CHARACTERS (4,096 of them at most).
     """
+    if len(url) <= _MAX_CACHED_MARKUP_CHARACTERS:
+        return _cached_host_and_path(url)
+    return _host_and_path(url)
+
+
+def _host_and_path(url: str) -> str | None:
     url = url.strip()
     plain = _PLAIN_URL.fullmatch(url)
     if plain is not None:
@@ -518,3 +535,6 @@ def url_host_and_path(url: str) -> str | None:
         return None
     path = parts.path if parts.path not in ("", "/") else ""
     return " ".join((host + path).split())
+
+
+_cached_host_and_path = functools.lru_cache(maxsize=4096)(_host_and_path)

@@ -384,6 +384,23 @@ def test_fast_paths_html_scanner_is_used_with_the_html_parser_it_follows(
     assert html_text.html_to_text("<p>a<b>b</b></p>", 10) == ("ab", [], False)
 
 
+def test_fast_paths_html_caches_keep_no_long_markup() -> None:
+    # A message made to fill the caches with long names, attributes and
+    # links leaves them as they were: the daemon keeps them while it runs.
+    long_tail = "x" * html_text._MAX_CACHED_MARKUP_CHARACTERS
+    source = "".join(
+        f"<div{number}{long_tail} href='http://a.example/{number}{long_tail}'>w</div{number}{long_tail}>"
+        for number in range(50)
+    )
+    spaces, links = len(html_text._SPACE_OF_TAG), len(html_text._LINKS_OF_ATTRIBUTES)
+    urls = html_text._cached_host_and_path.cache_info().currsize
+    text, found, _ = html_text.html_to_text(source, 10**6)
+    assert text.startswith("w") and len(found) == 50
+    assert len(html_text._SPACE_OF_TAG) == spaces
+    assert len(html_text._LINKS_OF_ATTRIBUTES) == links
+    assert html_text._cached_host_and_path.cache_info().currsize == urls
+
+
 # Text pieces as the scanner collects them: words, white space of every
 # kind, nothing.
 TEXT_PIECES = st.lists(
@@ -438,7 +455,8 @@ URL_TEXT = st.tuples(
 @FAST_SETTINGS
 @given(url=URL_TEXT)
 def test_fast_paths_a_plain_link_is_split_as_urlsplit_splits_it(url: str) -> None:
-    assert html_text.url_host_and_path.__wrapped__(url) == _url_host_and_path_by_urlsplit(url)
+    assert html_text._host_and_path(url) == _url_host_and_path_by_urlsplit(url)
+    assert html_text.url_host_and_path(url) == _url_host_and_path_by_urlsplit(url)
 
 
 HEADER_TEXT = st.lists(
