@@ -508,6 +508,28 @@ def test_fast_paths_a_file_that_grows_is_read_on(
     assert head == b"Subject: x\n\nfirst"
 
 
+@pytest.mark.parametrize("size_seen", [3, 10_000])
+def test_fast_paths_a_folder_file_whose_size_changed_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size_seen: int
+) -> None:
+    # A file of a folder is read with one read of the size its status gives;
+    # if that read gives another size, the file grew or shrank, and it is
+    # read again the general way, to its end.
+    data = b"Subject: x\n\nfirst words, then more"
+    (tmp_path / "message").write_bytes(data)
+    real_fstat = corpus.os.fstat
+
+    def another_size(descriptor: int) -> object:
+        status = real_fstat(descriptor)
+        return type("Status", (), {"st_mode": status.st_mode, "st_size": size_seen})()
+
+    monkeypatch.setattr(corpus.os, "fstat", another_size)
+    assert corpus._read_small_regular_file(str(tmp_path / "message")) is None
+    assert list(corpus.iter_messages(tmp_path)) == [
+        corpus.RawMessage(str(tmp_path / "message"), data)
+    ]
+
+
 # HTML parts from a few hundred bytes to tens of kilobytes: the tokenizer,
 # wanting a model's first tokens only, stops their parse early.
 HTML_DOCUMENT = st.tuples(st.lists(HTML_TEXT, min_size=1, max_size=6), st.integers(1, 30)).map(
