@@ -171,9 +171,9 @@ _MARKUP = re.compile(
 
 
 # What the caches below keep is bounded, for the daemon that keeps them as
-# long as it runs: 4,096 tag names, 8,192 attribute strings and 4,096 links
-# at most, each of at most this many characters (16 MB in all); longer ones
-# are read each time.
+# long as it runs: 4,096 tag names, 2,048 attribute strings and 1,024 links
+# at most, each of at most this many characters (7 MB in all, under 1 MiB
+# on the SpamAssassin corpora); longer ones are read each time.
 _MAX_CACHED_MARKUP_CHARACTERS = 1024
 
 
@@ -215,7 +215,7 @@ class _LinksOfAttributes(dict[str, tuple[str, ...]]):
                         links.append(url)
         found = tuple(links)
         if len(attributes) <= _MAX_CACHED_MARKUP_CHARACTERS:
-            if len(self) >= 8192:
+            if len(self) >= 2048:
                 self.clear()
             self[attributes] = found
         return found
@@ -513,7 +513,7 @@ def url_host_and_path(url: str) -> str | None:
 
     Only links with a host count: relative links, ``cid:`` images, ``data:``
     and ``mailto:`` say nothing about where the reader is sent. Kept for a
-    link of up to _MAX_CACHED_MARKUP_CHARACTERS (4,096 of them at most).
+    link of up to _MAX_CACHED_MARKUP_CHARACTERS (1,024 of them at most).
     """
     if len(url) <= _MAX_CACHED_MARKUP_CHARACTERS:
         return _cached_host_and_path(url)
@@ -537,4 +537,4 @@ def _host_and_path(url: str) -> str | None:
     return " ".join((host + path).split())
 
 
-_cached_host_and_path = functools.lru_cache(maxsize=4096)(_host_and_path)
+_cached_host_and_path = functools.lru_cache(maxsize=1024)(_host_and_path)

@@ -203,12 +203,15 @@ def _header_tokens(field: str, text: str) -> tuple[str, int]:
 
 # A mailbox's header fields repeat (MIME-Version, Content-Type, a list's
 # own headers, a sender's X-Mailer): scoring the SpamAssassin corpora's
-# 6,046 messages, 54 % of the header fields looked up here were found
-# (69,000 of 128,000), and message_text went from 0.433 to 0.422 ms a
-# message. A long text (a Received line, say) is rarely seen twice and is
-# not kept, so the cache holds at most 4,096 keys of 512 characters.
+# 6,046 messages, 52 % of the header fields looked up here were found
+# (67,000 of 128,000; 54 % with 4,096 entries, which took a daemon's
+# workers 2.5 MiB each and past bench/serve.py's memory bar), and
+# message_text went from 0.433 to 0.422 ms a message. A long text (a
+# Received line, say) is rarely seen twice and is not kept, so the cache
+# holds at most 1,024 keys of 512 characters, full within the first
+# thousand messages.
 _MAX_CACHED_HEADER_CHARACTERS = 512
-_cached_header_tokens = functools.lru_cache(maxsize=4096)(_header_tokens)
+_cached_header_tokens = functools.lru_cache(maxsize=1024)(_header_tokens)
 
 
 def _joined_with_prefix(field: str, words: list[str]) -> str:
