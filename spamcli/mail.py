@@ -172,8 +172,10 @@ def extract_fields(raw: bytes, headers: str = "content") -> list[tuple[str, str]
     0.32 ms under ``all``, 0.145 ms of it in HTMLParser and 0.10 ms in the
     email parser (0.36 ms before the shortcuts of _field_name, _header_text
     and HtmlTextParser.updatepos); 0.28 ms once simple_mime.py read most
-    messages (0.33 ms with the email package alone, the same run). A 50 MB
-    message costs ~15 ms.
+    messages (0.33 ms with the email package alone, the same run); on
+    2026-12-06, with html_text.py's scanner reading most HTML, a mean of
+    0.18-0.19 ms and a median of 0.13 ms under ``all``. A 50 MB message
+    costs ~15 ms.
 
     Raises ``ValueError`` for an unknown policy, the one error that is the
     caller's and not the message's.
