@@ -12,13 +12,16 @@ import re
 import zlib
 from collections.abc import Iterable
 
-from spamcli import mail
+from spamcli import config, mail
 from spamcli.features import FeatureSpec, bucket_of_key
 from spamcli.tokens import CONTENT_FIELDS, HEADER_NAME_JUNK, MAX_TOKEN_LENGTH
 
 TOKEN_PATTERN = re.compile(r"\b\w\w+\b|[$!]")
 DOTTED_NAME = re.compile(r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)+")
 FOLDING = re.compile(r"\r?\n(?=[ \t])")
+MESSAGE_ID_HEADER = re.compile(
+    rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -76,3 +79,15 @@ def header_text(value: object) -> str:
     if "=?" in text:
         text = mail._decode_encoded_words(text)
     return " ".join(text.split())
+
+
+def message_id(raw: bytes) -> str | None:
+    """mail.message_id as a pattern searched over a copy of the header block."""
+    head = bytes(raw[: config.MAX_MESSAGE_BYTES])
+    ends = [end for end in (head.find(b"\n\n"), head.find(b"\n\r\n")) if end >= 0]
+    if ends:
+        head = head[: min(ends) + 1]
+    match = MESSAGE_ID_HEADER.search(head)
+    if match is None:
+        return None
+    return " ".join(mail._decode_bytes(match.group(1), None).split()) or None

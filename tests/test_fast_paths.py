@@ -530,6 +530,40 @@ def test_fast_paths_a_folder_file_whose_size_changed_is_read_whole(
     ]
 
 
+# Header blocks with a Message-ID anywhere, in any case, folded or not,
+# ended by a blank line of either kind or by nothing.
+MESSAGE_ID_BYTES = st.lists(
+    st.sampled_from(
+        [
+            b"Message-ID: <a@b.example>",
+            b"message-id:<c@d>",
+            b"MESSAGE-ID:",
+            b" <folded@x>",
+            b"X-Message-ID: <no@x>",
+            b"Subject: s",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\t",
+            b" ",
+            b"\n\n",
+            b"\n\r\n",
+            b"\xe9",
+            b"<",
+            b"Message-Id: ",
+        ]
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@FAST_SETTINGS
+@given(raw=MESSAGE_ID_BYTES)
+def test_fast_paths_message_id_is_the_reference_message_id(raw: bytes) -> None:
+    assert mail.message_id(raw) == reference.message_id(raw)
+    assert mail.message_id(bytearray(raw)) == reference.message_id(raw)
+
+
 # HTML parts from a few hundred bytes to tens of kilobytes: the tokenizer,
 # wanting a model's first tokens only, stops their parse early.
 HTML_DOCUMENT = st.tuples(st.lists(HTML_TEXT, min_size=1, max_size=6), st.integers(1, 30)).map(
