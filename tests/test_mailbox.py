@@ -132,6 +132,27 @@ def test_mailbox_predict_mbox_index_and_message_id(
     ]
 
 
+def test_mailbox_predict_message_id_carries_no_escape_sequence_even_to_a_terminal(
+    runner: CliRunner, trained_model_dir: Path, generate_mail: GenerateMail, tmp_path: Path
+) -> None:
+    # A Message-ID is the sender's text: an escape sequence in it must not
+    # reach a terminal (color=True: output as click writes to a terminal).
+    (message,) = generate_mail("ham", 1, 22)
+    forged = re.sub(
+        rb"^Message-ID: .*$", b"Message-ID: <\x1b[2Jcleared@x.example>", message, flags=re.M
+    )
+    mbox = write_mbox(tmp_path / "inbox.mbox", [forged, message])
+
+    result = runner.invoke(cli, ["predict", str(mbox), "-m", str(trained_model_dir)], color=True)
+
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert [line["message_id"] for line in predictions(result)] == [
+        "<cleared@x.example>",
+        header_message_id(message),
+    ]
+
+
 def test_mailbox_predict_maildir_index_and_message_id(
     runner: CliRunner, trained_model_dir: Path, mailbox: Path
 ) -> None:

