@@ -645,9 +645,10 @@ def looks_like_mail(raw: bytes) -> str | None:
     means little, and learning it would teach the model about something
     else: `predict` warns, `learn` refuses without --force. Never raises.
     """
-    if not raw.strip():
-        return "empty"
     head = raw[:_SNIFF_BYTES]
+    # The whole message stripped (a copy of it) only when its head is blank.
+    if not head.strip() and not raw.strip():
+        return "empty"
     if b"\0" in head or len(head.translate(None, _CONTROL_BYTES)) < len(head) * (
         1 - _MAX_CONTROL_SHARE
     ):
