@@ -576,22 +576,23 @@ def test_corpus_open_error_is_a_failure(tmp_path: Path, monkeypatch: pytest.Monk
     ]
 
 
+def read_without_blocking(path: Path) -> list[RawMessage | ReadFailure]:
+    """iter_messages(PATH), in a thread given ten seconds: a reader that
+    opened a FIFO would wait forever for a writer, and the test fails
+    instead of hanging."""
+    found: list[RawMessage | ReadFailure] = []
+    reader = threading.Thread(target=lambda: found.extend(iter_messages(path)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    return found
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_corpus_fifo_in_a_folder_is_skipped_and_does_not_block(tmp_path: Path) -> None:
     write(tmp_path / "ham" / "a.eml", message("fine"))
     os.mkfifo(tmp_path / "ham" / "b.fifo")
-    found: list[RawMessage | ReadFailure] = []
-
-    def read_all() -> None:
-        found.extend(iter_messages(tmp_path / "ham"))
-
-    # A reader that opened the FIFO would wait forever for a writer; a daemon
-    # thread lets the test fail instead of hanging.
-    reader = threading.Thread(target=read_all, daemon=True)
-    reader.start()
-    reader.join(timeout=10)
-    assert not reader.is_alive(), "reading a FIFO blocked"
-    assert found == [
+    assert read_without_blocking(tmp_path / "ham") == [
         RawMessage(str(tmp_path / "ham" / "a.eml"), message("fine")),
         ReadFailure(str(tmp_path / "ham" / "b.fifo"), "not a regular file (a FIFO)", skipped=True),
     ]
@@ -615,12 +616,7 @@ def test_corpus_file_that_became_a_fifo_after_the_listing_is_skipped(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", replace_then_open)
-    found: list[RawMessage | ReadFailure] = []
-    reader = threading.Thread(target=lambda: found.extend(iter_messages(tmp_path)), daemon=True)
-    reader.start()
-    reader.join(timeout=10)
-    assert not reader.is_alive(), "reading a FIFO blocked"
-    assert found == [
+    assert read_without_blocking(tmp_path) == [
         RawMessage(str(tmp_path / "ham" / "a.eml"), message("fine")),
         ReadFailure(str(tmp_path / "ham" / "b.eml"), "not a regular file (a FIFO)", skipped=True),
     ]
