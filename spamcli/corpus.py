@@ -319,6 +319,9 @@ def _iter_folder(
     except OSError as error:
         yield _Found(ReadFailure(str(path), _reason(error)), ())
         return
+    # A file's path as str(path / name) writes it ("." adds nothing), without
+    # a Path made for each file.
+    folder = str(path)
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -326,7 +329,8 @@ def _iter_folder(
             # A regular file, as the folder's listing says (no stat): most of
             # a mail folder. _open_regular checks it again once it is open.
             if entry.name not in _INDEX_FILE_NAMES:
-                yield from _iter_file(entry.path, path.parts, read_limit, digest_whole)
+                source = entry.name if folder == "." else os.path.join(folder, entry.name)
+                yield from _iter_file(source, path.parts, read_limit, digest_whole)
             continue
         child = path / entry.name
         child_status = _stat(child)

@@ -588,6 +588,20 @@ def read_without_blocking(path: Path) -> list[RawMessage | ReadFailure]:
     return found
 
 
+@pytest.mark.parametrize("spelling", [".", "./", "ham/..", "./ham/../"])
+def test_corpus_folder_files_are_named_as_paths_join_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    # Files are named without a Path made for each; the names are the ones
+    # a Path would give ("." adds nothing), whatever the folder's spelling.
+    write(tmp_path / "a.eml", message("first"))
+    write(tmp_path / "ham" / "b.eml", message("second"))
+    monkeypatch.chdir(tmp_path)
+    sources = [item.source for item in iter_messages(spelling)]
+    folder = Path(spelling)
+    assert sources == [str(folder / "a.eml"), str(folder / "ham" / "b.eml")]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_corpus_fifo_in_a_folder_is_skipped_and_does_not_block(tmp_path: Path) -> None:
     write(tmp_path / "ham" / "a.eml", message("fine"))
