@@ -264,7 +264,9 @@ def message_id(raw: bytes) -> str | None:
 def _header_block_of(raw: bytes) -> bytes:
     """RAW's bytes up to its first blank line (or all of them, within
     MAX_MESSAGE_BYTES); TypeError for what is not bytes."""
-    head = raw if type(raw) is bytes else bytes(raw)
+    # Sliced before bytes() is called: bytes() of a number is that many
+    # zeros, where a slice of a number is the TypeError wanted.
+    head = raw if type(raw) is bytes else bytes(raw[: config.MAX_MESSAGE_BYTES])
     blank = head.find(b"\n\n", 0, config.MAX_MESSAGE_BYTES)
     # A blank line written "\r\n", looked for before the first "\n\n" only
     # (one that overlaps it ends by blank + 1).
@@ -278,11 +280,7 @@ def message_date(raw: bytes) -> float | None:
     none that parses. A date without a zone is read as UTC. Reads only the
     header block, as message_id does; never raises."""
     try:
-        head = bytes(raw[: config.MAX_MESSAGE_BYTES])
-        ends = [end for end in (head.find(b"\n\n"), head.find(b"\n\r\n")) if end >= 0]
-        if ends:
-            head = head[: min(ends) + 1]
-        match = _DATE_HEADER.search(head)
+        match = _DATE_HEADER.search(_header_block_of(raw))
         if match is None:
             return None
         import email.utils
