@@ -96,7 +96,6 @@ def _html_to_text_with_parser(
 
 
 class _TextReader(Protocol):
-    text_pieces: list[str]
     character_count: int
     urls: list[str]
 
