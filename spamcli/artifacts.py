@@ -434,11 +434,13 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed .npz of float32 arrays (uint32 for row numbers)."""
     import numpy as np
 
+    from spamcli import interruption
+
     checked = {}
     for name, array in arrays.items():
         dtype = np.uint32 if name == CHANGED_ROWS else np.float32
         checked[name] = np.ascontiguousarray(array, dtype=dtype)
-    with open(path, "wb") as handle:
+    with interruption.deferred(), open(path, "wb") as handle:
         np.savez(handle, **checked)  # type: ignore[arg-type]
 
 
@@ -448,7 +450,9 @@ def write_npz_bytes(path: Path, arrays: dict[str, tuple[str, tuple[int, ...], by
     little-endian bytes). np.load and WeightsFile read it."""
     import zipfile
 
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+    from spamcli import interruption
+
+    with interruption.deferred(), zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, (dtype, shape, data) in arrays.items():
             if dtype not in (_FLOAT32, _UINT32) or len(data) != 4 * math.prod(shape):
                 raise ValueError(f"{name}: {len(data)} bytes do not hold a {dtype} {shape} array")

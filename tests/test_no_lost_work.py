@@ -276,6 +276,38 @@ def test_no_lost_work_a_swallowed_interruption_is_still_honoured(
     assert [signal.getsignal(number) for number in SIGNALS] == before_handlers
 
 
+@pytest.mark.parametrize("writer", ["write_npz", "write_npz_bytes"])
+def test_no_lost_work_an_interruption_while_an_npz_is_written_waits_for_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    # A signal that lands inside zipfile.ZipFile's constructor once left a
+    # half-made object whose __del__ printed a traceback; the writers hold
+    # the interruption until their file is written, then raise it.
+    import zipfile
+
+    real_init = zipfile.ZipFile.__init__
+    signalled: list[bool] = []
+
+    def init_with_a_signal(self: zipfile.ZipFile, *args: object, **kwargs: object) -> None:
+        signalled.append(True)
+        signal.raise_signal(signal.SIGINT)  # the handler runs here, inside the constructor
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", init_with_a_signal)
+    path = tmp_path / "weights.npz"
+    with interruption.interruptible(), pytest.raises(KeyboardInterrupt):
+        if writer == "write_npz":
+            artifacts.write_npz(path, {"dense.bias": [0.5, 1.5]})
+        else:
+            data = b"\x00\x00\x00?\x00\x00\xc0?"  # 0.5 and 1.5, little-endian float32
+            artifacts.write_npz_bytes(path, {"dense.bias": ("<f4", (2,), data)})
+    assert signalled
+    monkeypatch.undo()
+    with zipfile.ZipFile(path) as archive:  # written whole before the interruption was raised
+        assert archive.namelist() == ["dense.bias.npy"]
+    interruption.check()  # the request ended with the block that held it
+
+
 def test_no_lost_work_training_stops_at_a_batch_after_a_swallowed_interruption(
     model_copy: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
