@@ -138,7 +138,9 @@ def test_integration_exim_spam_condition(
         config = write_exim_config(exim_folder, daemon.port("spamd"))
         accepted = smtp_session(exim, config, ham)
         rejected = smtp_session(exim, config, spam)
-        reports = [line for line in daemon.stderr_lines if "spamd REPORT verdict=" in line]
+    # Read once the daemon has stopped: a worker writes its log lines in
+    # batches, up to core.LOG_BATCH_SECONDS late.
+    reports = [line for line in daemon.stderr_lines if "spamd REPORT verdict=" in line]
     match = re.match(r"250 OK id=(\S+)", accepted)
     assert match, accepted
     headers = queued_headers(exim_folder, match.group(1))

@@ -4,10 +4,12 @@ the addresses the daemon accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import pytest
 from spamcli.errors import ModelError
 from spamcli.filtering import filter_message
 from spamcli.scoring import Scorer
-from spamcli.server import daemon
+from spamcli.server import core, daemon
 from spamcli.server.core import (
     REQUIRED_POINTS,
+    BatchedLog,
     LearningDisabled,
     Limits,
     ScanResult,
@@ -231,6 +234,70 @@ def test_serve_stats_add_up_every_slot() -> None:
     assert len(models) == 3
     stats.release_slot(1)
     assert [slot for slot, _text in stats.models()] == [0, 2]
+
+
+# --------------------------------------------------------------------------
+# The log
+
+
+def test_serve_batched_log_writes_whole_lines_together_and_at_once_when_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(core, "LOG_BATCH_SECONDS", 0.05)
+    writes: list[bytes] = []
+
+    async def run() -> None:
+        log = BatchedLog(asyncio.get_running_loop(), writes.append)
+        for number in range(100):
+            log(f"line {number:03d} " + "x" * 90)
+        # A line from another thread joins the batch; the loop's timer writes it.
+        thread = threading.Thread(target=log, args=("from a thread",))
+        thread.start()
+        thread.join()
+        assert writes == []  # held
+        await asyncio.sleep(0.2)
+        assert all(len(write) <= 4096 and write.endswith(b"\n") for write in writes)
+        assert len(writes) == 3  # 100 lines of 100 bytes, and one more
+        lines = b"".join(writes).decode().splitlines()
+        assert lines == [f"line {number:03d} " + "x" * 90 for number in range(100)] + [
+            "from a thread"
+        ]
+        writes.clear()
+        log("held until closed\n")
+        log.close()
+        assert writes == [b"held until closed\n"]
+        log("after the close")
+        assert writes[-1] == b"after the close\n"
+
+    asyncio.run(run())
+
+
+def test_serve_batched_log_holds_no_more_than_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "LOG_BATCH_SECONDS", 3600.0)
+    writes: list[bytes] = []
+
+    async def run() -> None:
+        log = BatchedLog(asyncio.get_running_loop(), writes.append)
+        line = "y" * 999
+        for _ in range(core.LOG_BATCH_MAX_BYTES // 1000 + 1):
+            log(line)
+        # Written the moment the bound is reached, an hour before the timer.
+        assert sum(len(write) for write in writes) >= core.LOG_BATCH_MAX_BYTES
+        assert all(len(write) <= 4096 for write in writes)
+        log.close()
+
+    asyncio.run(run())
+
+
+def test_serve_batched_log_of_a_closed_loop_writes_at_once() -> None:
+    writes: list[bytes] = []
+    loop = asyncio.new_event_loop()
+    log = BatchedLog(loop, writes.append)
+    loop.close()
+    thread = threading.Thread(target=log, args=("nothing would flush this",))
+    thread.start()
+    thread.join()
+    assert writes == [b"nothing would flush this\n"]
 
 
 # --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ folder that fails to load leaves the old model serving.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -230,8 +231,118 @@ def _log2_odds(probability: float) -> float:
 def stderr_line(line: str) -> None:
     """Write one line to stderr in one write, so that the lines of several
     processes never interleave (a pipe keeps writes of up to 4 KiB whole)."""
+    _write_stderr(_line_bytes(line))
+
+
+def _line_bytes(line: str) -> bytes:
+    return (line.rstrip("\n") + "\n").encode("utf-8", "replace")
+
+
+def _write_stderr(data: bytes) -> None:
     with contextlib.suppress(OSError):
-        os.write(2, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        os.write(2, data)
+
+
+# A worker's log lines are held this long at most, then written together:
+# one write a line took 7 % of a worker's time under bench/serve.py's eight
+# clients (py-spy), the largest cost of a request after the scan and the
+# answer's own send.
+LOG_BATCH_SECONDS = 0.05
+# Written at once when this much is held, whatever the time: a flood of
+# lines (of refused connections, say) holds no more than this.
+LOG_BATCH_MAX_BYTES = 64 * 1024
+# A pipe keeps a write of up to PIPE_BUF bytes (4 KiB on Linux) whole, so
+# whole lines are written at most this many bytes at a time: the lines of
+# several workers sharing one stderr never interleave, as with stderr_line.
+_PIPE_ATOMIC_BYTES = 4096
+
+
+class BatchedLog:
+    """A log of lines for a process with an asyncio event loop: each line
+    is held until LOG_BATCH_SECONDS have passed since the first line held
+    (or LOG_BATCH_MAX_BYTES are held), then the lines are written whole,
+    as few writes of at most 4 KiB as they fit in. Callable from any
+    thread; ``flush`` writes what is held at once (call it before the
+    process exits)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, write: Callable[[bytes], None] = _write_stderr
+    ) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._write = write
+        self._lock = threading.Lock()
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def __call__(self, line: str) -> None:
+        data = _line_bytes(line)
+        with self._lock:
+            if self._closed:
+                held = [data]
+            else:
+                self._held.append(data)
+                self._held_bytes += len(data)
+                if self._held_bytes < LOG_BATCH_MAX_BYTES and (
+                    len(self._held) > 1 or self._start_timer()
+                ):
+                    return
+                held = self._take()
+        self._write_lines(held)
+
+    def flush(self) -> None:
+        with self._lock:
+            held = self._take()
+        self._write_lines(held)
+
+    def close(self) -> None:
+        """Write what is held; lines logged from now on are written at once."""
+        with self._lock:
+            self._closed = True
+            held = self._take()
+        self._write_lines(held)
+
+    def _start_timer(self) -> bool:
+        """Under the lock, with the first line held: whether a flush is
+        now on its way."""
+        if threading.get_ident() == self._loop_thread:
+            self._timer = self._loop.call_later(LOG_BATCH_SECONDS, self.flush)
+            return True
+        try:
+            self._loop.call_soon_threadsafe(self._start_timer_in_loop)
+        except RuntimeError:  # the loop is closed: nothing would ever flush
+            self._closed = True
+            return False
+        return True
+
+    def _start_timer_in_loop(self) -> None:
+        with self._lock:
+            if self._held and self._timer is None:
+                self._timer = self._loop.call_later(LOG_BATCH_SECONDS, self.flush)
+
+    def _take(self) -> list[bytes]:
+        held, self._held, self._held_bytes = self._held, [], 0
+        if self._timer is not None:
+            # A handle is cancelled in its loop's thread only; elsewhere it
+            # is left to fire, and flushes what is held by then.
+            if threading.get_ident() == self._loop_thread:
+                self._timer.cancel()
+            self._timer = None
+        return held
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) > _PIPE_ATOMIC_BYTES:
+                self._write(b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._write(b"".join(chunk))
 
 
 class ScanService:

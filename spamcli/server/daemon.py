@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from spamcli.errors import ModelError, ServeError
-from spamcli.server.core import Limits, ScanService, ScanSettings, stderr_line
+from spamcli.server.core import BatchedLog, Limits, ScanService, ScanSettings, stderr_line
 from spamcli.server.stats import Stats
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -433,6 +433,22 @@ class AsyncWorker:
         control_fd: int | None = None,
         ready: Callable[[], None] | None = None,
         signals: bool = False,
+        batch_log: bool = False,
+    ) -> None:
+        """Serve until stopped. ``batch_log``: the service's log lines go to
+        stderr in batches (core.BatchedLog), as a worker process writes them."""
+        if not batch_log:
+            await self._serve(control_fd, ready, signals)
+            return
+        log = self.service.log = BatchedLog(asyncio.get_running_loop())
+        try:
+            await self._serve(control_fd, ready, signals)
+        finally:
+            log.close()
+            self.service.log = stderr_line
+
+    async def _serve(
+        self, control_fd: int | None, ready: Callable[[], None] | None, signals: bool
     ) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -806,7 +822,7 @@ def _run_child(supervisor: Supervisor, child: _Child, control_fd: int, status_fd
         config.allowed_networks,
         capacity,
     )
-    asyncio.run(worker.run(control_fd=control_fd, ready=ready, signals=True))
+    asyncio.run(worker.run(control_fd=control_fd, ready=ready, signals=True, batch_log=True))
     return 0
 
 

@@ -390,6 +390,10 @@ class Connection:
         await self._drain()
 
     async def _drain(self) -> None:
+        if not self.writer.transport.get_write_buffer_size():
+            # The socket took the whole answer, as it takes a verdict: no
+            # wait, so no timer either.
+            return
         try:
             async with asyncio.timeout(self.limits.read_timeout):
                 await self.writer.drain()
