@@ -8,6 +8,8 @@ marker comment:
     <!-- example: corpus -->    needs the shared SpamAssassin corpus (slow)
     <!-- example: procmail -->  a procmail recipe, delivered through procmail
     <!-- example: maildrop -->  a maildrop recipe, delivered through maildrop
+    <!-- example: serve -->     needs the serve extra (aiohttp, pymilter);
+                                skips where it could not be installed
     <!-- not run: REASON -->    shown, never run: a configuration for
                                 software the tests do not have, say
 
@@ -67,7 +69,10 @@ FENCE = re.compile(r"^```(\S*)\s*$")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 # Shell blocks: every one must be marked.
 SHELL_LANGUAGES = ("sh", "shell", "bash", "console")
-KINDS = ("", "slow", "corpus", "procmail", "maildrop")
+KINDS = ("", "slow", "corpus", "procmail", "maildrop", "serve")
+# The kinds whose output --update writes back (the others need software or
+# mail the page's output does not show).
+UPDATED_KINDS = ("", "slow", "serve")
 
 
 @dataclass
@@ -351,7 +356,7 @@ def update_page(path: Path, work_root: Path) -> int:
     changed = 0
     # From the last block up, so that earlier line numbers stay right.
     for number, block in reversed(list(enumerate(find_blocks(path)))):
-        if block.marker != "example" or block.kind not in ("", "slow") or not block.is_session:
+        if block.marker != "example" or block.kind not in UPDATED_KINDS or not block.is_session:
             continue
         sandbox = make_sandbox(work_root / f"{path.stem}-{number}")
         outcomes, _ = run_session(block, sandbox)
@@ -383,7 +388,7 @@ def main(arguments: list[str] | None = None) -> int:
                 print(f"{page}: {update_page(page, Path(work))} outputs updated")
                 continue
             for number, block in enumerate(find_blocks(page)):
-                if block.marker != "example" or block.kind not in ("", "slow"):
+                if block.marker != "example" or block.kind not in UPDATED_KINDS:
                     continue
                 if block.language not in SHELL_LANGUAGES:
                     continue

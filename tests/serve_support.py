@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spamcli.server.core import Limits, ScanService, ScanSettings
 from spamcli.server.daemon import LOOPBACK_NETWORKS, AsyncWorker, Network
 from spamcli.server.stats import Stats
@@ -41,6 +43,14 @@ def documented_snippet(name: str) -> str:
     match = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```[^\n]*\n(.*?)```", text, re.S)
     assert match is not None, f"docs/serve.md has no snippet {name}"
     return match.group(1)
+
+
+def needs_serve_extra(*modules: str) -> None:
+    """Skip the calling test unless the serve extra's MODULES import (aiohttp
+    for --http, Milter for --milter): the extra does not install where
+    libmilter's headers are missing."""
+    for module in modules:
+        pytest.importorskip(module, reason=f"the serve extra ({module}) is not installed")
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ import click
 import pytest
 from doc_examples import (
     DOCUMENTED_PAGES,
+    KINDS,
     REPOSITORY_DIR,
     SAMPLES_DIR,
     Block,
@@ -45,6 +46,9 @@ def example_parameters(*kinds: str) -> list[object]:
 
 def run_example(block: Block, tmp_path: Path) -> None:
     sandbox = make_sandbox(tmp_path)
+    if block.kind == "serve":
+        pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed")
+        pytest.importorskip("Milter", reason="the serve extra (pymilter) is not installed")
     if block.kind == "corpus":
         if not CORPUS_DIR.is_dir():
             pytest.skip(f"the shared corpus is not at {CORPUS_DIR}")
@@ -53,7 +57,7 @@ def run_example(block: Block, tmp_path: Path) -> None:
     assert not problems, "\n\n".join(problems)
 
 
-@pytest.mark.parametrize("block", example_parameters(""))
+@pytest.mark.parametrize("block", example_parameters("", "serve"))
 def test_docs_example_runs_as_shown(block: Block, tmp_path: Path) -> None:
     run_example(block, tmp_path)
 
@@ -80,7 +84,7 @@ def test_docs_markers_name_known_kinds() -> None:
     for path in DOCUMENTED_PAGES:
         for block in find_blocks(path):
             if block.marker == "example":
-                assert block.kind in ("", "slow", "corpus", "procmail", "maildrop"), block.where
+                assert block.kind in KINDS, block.where
 
 
 def anchors(path: Path) -> set[str]:

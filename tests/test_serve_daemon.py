@@ -27,6 +27,7 @@ from serve_support import (
     free_port,
     http_request,
     metric,
+    needs_serve_extra,
     parse_answer,
     spamd_exchange,
     spamd_request,
@@ -61,6 +62,7 @@ def check_over_unix(path: Path, raw: bytes = MESSAGE) -> str:
 
 
 def test_serve_check_prints_what_would_be_served(trained_model_dir: Path, tmp_path: Path) -> None:
+    needs_serve_extra("aiohttp", "Milter")
     result = CliRunner().invoke(
         cli,
         [
@@ -148,6 +150,7 @@ def test_serve_a_missing_model_stops_it_before_it_listens(tmp_path: Path) -> Non
 
 
 def test_serve_daemon_workers_sockets_and_sigterm(trained_model_dir: Path, tmp_path: Path) -> None:
+    needs_serve_extra("aiohttp")
     socket_path = tmp_path / "spamd.sock"
     arguments = [
         "-m", str(trained_model_dir), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
@@ -206,6 +209,7 @@ def test_serve_sigterm_finishes_the_request_in_flight(trained_model_dir: Path) -
 
 
 def test_serve_reload_drops_no_request(trained_model_dir: Path, tmp_path: Path) -> None:
+    needs_serve_extra("aiohttp")
     model_dir = tmp_path / "model"
     shutil.copytree(trained_model_dir, model_dir)
     arguments = ["-m", str(model_dir), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]
