@@ -70,8 +70,8 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 # Shell blocks: every one must be marked.
 SHELL_LANGUAGES = ("sh", "shell", "bash", "console")
 KINDS = ("", "slow", "corpus", "procmail", "maildrop", "serve")
-# The kinds whose output --update writes back (the others need software or
-# mail the page's output does not show).
+# The kinds whose output --update writes back: those that need nothing but
+# this checkout's environment (not the corpus, procmail or maildrop).
 UPDATED_KINDS = ("", "slow", "serve")
 
 

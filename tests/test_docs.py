@@ -30,6 +30,7 @@ from doc_examples import (
     link_corpus,
     make_sandbox,
 )
+from serve_support import needs_serve_extra
 
 from spamcli.cli import cli
 
@@ -47,8 +48,7 @@ def example_parameters(*kinds: str) -> list[object]:
 def run_example(block: Block, tmp_path: Path) -> None:
     sandbox = make_sandbox(tmp_path)
     if block.kind == "serve":
-        pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed")
-        pytest.importorskip("Milter", reason="the serve extra (pymilter) is not installed")
+        needs_serve_extra("aiohttp", "Milter")
     if block.kind == "corpus":
         if not CORPUS_DIR.is_dir():
             pytest.skip(f"the shared corpus is not at {CORPUS_DIR}")

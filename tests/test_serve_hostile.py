@@ -21,6 +21,7 @@ from mail_strategies import hostile_mail, mutated_messages
 from serve_support import (
     InProcessDaemon,
     http_request,
+    needs_serve_extra,
     parse_answer,
     spamd_exchange,
     spamd_request,
@@ -52,7 +53,7 @@ PONG = b"SPAMD/1.5 0 PONG\r\n"
 
 @pytest.fixture(scope="module")
 def daemon(trained_model_dir: Path) -> Iterator[InProcessDaemon]:
-    pytest.importorskip("aiohttp", reason="the serve extra (aiohttp) is not installed")
+    needs_serve_extra("aiohttp")
     limits = Limits(idle_timeout=2.0, read_timeout=10.0)
     with InProcessDaemon(ScanSettings(trained_model_dir), limits) as running:
         yield running
