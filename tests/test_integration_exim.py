@@ -12,7 +12,9 @@ with content scanning (Debian's exim4-daemon-heavy; -light has none):
 without one these tests skip. Debian will not install Exim beside Postfix
 (both are the mail transport agent), so .ci/run unpacks the package's
 files into a folder of its own and names the binary in $SPAMCLI_TEST_EXIM;
-the binary needs no more than its -C configuration and spool.
+besides its -C configuration and spool, the binary needs the libraries the
+package depends on and the user it is built to run as, Debian-exim, which
+.ci/run installs and adds.
 """
 
 from __future__ import annotations
