@@ -39,9 +39,11 @@ import io
 import json
 import math
 import mmap
+import operator
 import os
 import stat
 import struct
+import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,13 +423,25 @@ def open_weights(model_dir: str | Path, metadata: dict[str, Any]) -> ModelWeight
         raise ModelError(f"{model_path}: {KERNEL_FILE} has no accumulator for {FIRST_KERNEL}")
     changed_rows = weights_file.view(CHANGED_ROWS)
     # Sorted and within the kernel: a lookup could otherwise miss a row or
-    # point past the end. 0.3 ms for 100,000 changed rows.
+    # point past the end.
     if len(changed_rows) and (
-        changed_rows[len(changed_rows) - 1] >= buckets
-        or any(changed_rows[i] >= changed_rows[i + 1] for i in range(len(changed_rows) - 1))
+        changed_rows[len(changed_rows) - 1] >= buckets or not _increasing(changed_rows)
     ):
         raise ModelError(f"{model_path}: {WEIGHTS_FILE}'s changed rows are not in order")
     return ModelWeights(network, kernel_file, weights_file, changed_rows)
+
+
+def _increasing(values: memoryview) -> bool:
+    """Whether the uint32 VALUES increase strictly. With NumPy where the
+    caller has imported it already (a daemon reloading after each TELL,
+    bulk scoring): 0.02 ms for 16,000 rows; else the comparisons made in C
+    through map, 0.7 ms (a generator of them took 1.45 ms, 3.4 ms of a
+    17 ms TELL in the daemon, and 8.7 ms for 100,000 rows)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        array = numpy.frombuffer(values, dtype=numpy.uint32)
+        return bool(numpy.all(array[1:] > array[:-1]))
+    return all(map(operator.lt, values, values[1:]))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -600,8 +614,6 @@ class WeightsFile:
         """A one-dimensional uint32 array as a memoryview of the map, for the
         standard library (bisect searches it in place). Little-endian
         machines only, as the arrays are; others get a copy."""
-        import sys
-
         start, shape, _dtype = self._arrays[name]
         data = memoryview(self._map)[start : start + 4 * math.prod(shape)]
         if sys.byteorder != "little":

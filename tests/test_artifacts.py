@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import sys
+from array import array as uint_array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -601,6 +603,24 @@ def test_artifacts_changed_rows_out_of_order_are_a_model_error(
 
         with pytest.raises(ModelError, match="changed rows are not in order"):
             Scorer(learned)
+
+
+@pytest.mark.parametrize("numpy_loaded", [True, False], ids=["numpy", "standard library"])
+def test_artifacts_order_check_agrees_with_and_without_numpy(
+    monkeypatch: pytest.MonkeyPatch, numpy_loaded: bool
+) -> None:
+    # The check takes NumPy's way only where NumPy is imported already.
+    if not numpy_loaded:
+        monkeypatch.delitem(sys.modules, "numpy")
+
+    def rows(*values: int) -> memoryview:
+        return memoryview(uint_array("I", values).tobytes()).cast("I")
+
+    assert artifacts._increasing(rows(1, 2, 5, 2**32 - 1))
+    assert artifacts._increasing(rows(7))
+    assert not artifacts._increasing(rows(1, 1, 2))
+    assert not artifacts._increasing(rows(1, 3, 2))
+    assert not artifacts._increasing(rows(2**32 - 1, 0))
 
 
 def test_artifacts_changed_rows_must_be_row_numbers(tmp_path: Path, synthetic_network: Any) -> None:
