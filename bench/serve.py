@@ -18,7 +18,11 @@ What is measured, all on 127.0.0.1:
                  one after the other for --seconds, over the corpus messages
                  (the SpamAssassin corpus when present, else generated mail);
                  bogofilter in bulk mode (-b -T) on the same messages, as
-                 files, after training it on them with -s/-n
+                 files, after training it on them with -s/-n. Where the time
+                 goes: the CPU seconds a message of the daemon's workers and
+                 of the clients (all on the same cores), and of the scan
+                 alone (ScanService.scan in this process, every message once),
+                 which bounds the rate any front end could reach
     memory       VmRSS of the daemon's processes after 1,000 messages and
                  after --messages (100,000)
     load         for --load-seconds (40 s, longer than the daemon's 30 s
@@ -301,6 +305,33 @@ def _client_loop(
     results.put((done, failed, latencies[::10]))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scan_seconds(model: Path | None, messages: list[tuple[str, bytes]]) -> float:
+    """CPU seconds a message of ScanService.scan in this process, one thread,
+    every message once (the better of two passes): what a worker spends on
+    a CHECK besides the connection."""
+    from spamcli.locations import builtin_model_dir
+    from spamcli.server.core import ScanService, ScanSettings
+
+    service = ScanService(ScanSettings(model or builtin_model_dir()), log=lambda line: None)
+    service.warm_up()
+    passes = []
+    for _ in range(2):
+        started = time.process_time()
+        for _label, raw in messages:
+            service.scan(raw)
+        passes.append((time.process_time() - started) / len(messages))
+    return min(passes)
+
+
 def concurrent_load(
     daemon: Daemon, requests: list[bytes], clients: int, seconds: float, limit: int = 10**12
 ) -> tuple[int, int, float, list[float]]:
@@ -559,8 +590,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: not measured (spamc is not installed)")
 
         progress(f"{arguments.concurrency} clients for {arguments.seconds:g} s")
+        workers = daemon.worker_pids()
+        workers_before = sum(map(cpu_seconds, workers))
+        clients_before = os.times()
         done, failed, elapsed, latencies = concurrent_load(
             daemon, requests, arguments.concurrency, arguments.seconds
+        )
+        clients_after = os.times()
+        workers_cpu = sum(map(cpu_seconds, workers)) - workers_before
+        clients_cpu = (clients_after.children_user - clients_before.children_user) + (
+            clients_after.children_system - clients_before.children_system
         )
         rate = done / elapsed
         print(f"\n## {arguments.concurrency} concurrent clients for {arguments.seconds:g} s")
@@ -568,12 +607,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"spamcli serve: {rate:,.0f} messages/s ({done:,} answered, {failed} failed); "
             f"latency {describe_latency(latencies)}"
         )
+        progress("the scan alone, in this process")
+        scan = scan_seconds(arguments.model, messages)
+        cores = os.cpu_count() or 1
+        bound = cores / (scan + clients_cpu / max(done, 1))
+        print(
+            f"CPU a message: workers {workers_cpu / max(done, 1) * 1000:.3f} ms, clients "
+            f"{clients_cpu / max(done, 1) * 1000:.3f} ms; the scan alone (ScanService.scan, "
+            f"this process) {scan * 1000:.3f} ms. With nothing but the scan and the clients "
+            f"on {cores} cores: at most {bound:,.0f} messages/s"
+        )
         with tempfile.TemporaryDirectory(prefix="serve-bench-") as work:
             try:
                 bogofilter, version = bogofilter_rate(messages, Path(work))
                 print(
                     f"bogofilter -b -T, one process ({version}): {bogofilter:,.0f} messages/s; "
-                    f"spamcli serve / bogofilter: {rate / bogofilter:.2f}"
+                    f"spamcli serve / bogofilter: {rate / bogofilter:.2f}; the bound above / "
+                    f"bogofilter: {bound / bogofilter:.2f}"
                 )
             except MeasurementError as error:
                 print(f"bogofilter: not measured: {error}")

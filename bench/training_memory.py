@@ -467,9 +467,7 @@ def report(
     for result in results:
         case = result.case
         raw = f"{case.raw_bytes / MIB:.1f}" if case.sources else "-"
-        per_message = (
-            f"{result.wall_seconds / case.messages * 1000:.2f}" if case.messages else "-"
-        )
+        per_message = f"{result.wall_seconds / case.messages * 1000:.2f}" if case.messages else "-"
         spread = f"{result.wall_spread[0]:.1f}-{result.wall_spread[1]:.1f}"
         print(
             f"{case.name:<9} {case.messages:>9} {raw:>8} {result.runs:>5} "
