@@ -81,8 +81,9 @@ def test_serve_check_prints_what_would_be_served(trained_model_dir: Path, tmp_pa
     assert "http: 127.0.0.1:11333" in lines
     assert "milter: inet:11332@127.0.0.1 (on error: accept)" in lines
     assert "workers: 2; allowed clients: 127.0.0.0/8, ::1/128" in lines
-    assert lines[-1].startswith("limits: messages up to 1000 bytes")
-    assert lines[-1].endswith("learning on")
+    assert lines[-2].startswith("limits: messages up to 1000 bytes")
+    assert lines[-2].endswith("learning on")
+    assert lines[-1] == "log: stderr"
     assert not (tmp_path / "spamd.sock").exists()  # nothing was opened
 
 

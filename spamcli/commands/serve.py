@@ -16,6 +16,8 @@ from spamcli.commands.options import (
     model_option,
 )
 from spamcli.errors import SpamcliError
+from spamcli.server.syslog_lines import DEFAULT_SOCKET as DEFAULT_SYSLOG_SOCKET
+from spamcli.server.syslog_lines import FACILITIES as SYSLOG_FACILITIES
 
 
 def _octal_mode(context: click.Context, parameter: click.Parameter, value: str) -> int:
@@ -160,6 +162,21 @@ def _octal_mode(context: click.Context, parameter: click.Parameter, value: str) 
     help="On SIGTERM, how long the requests in flight may take to finish.",
 )
 @click.option(
+    "--syslog",
+    "syslog_facility",
+    type=click.Choice(list(SYSLOG_FACILITIES)),
+    default=None,
+    metavar="FACILITY",
+    help="Send the log lines to syslog with this facility (mail, daemon, user, "
+    "local0 to local7) instead of stderr.",
+)
+@click.option(
+    "--syslog-socket",
+    metavar="PATH",
+    default=None,
+    help=f"The syslog socket, with --syslog.  [default: {DEFAULT_SYSLOG_SOCKET}]",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Check the configuration (load the model, read the addresses), print what "
@@ -186,6 +203,8 @@ def serve_command(
     idle_timeout: float,
     read_timeout: float,
     shutdown_timeout: float,
+    syslog_facility: str | None,
+    syslog_socket: str | None,
     check: bool,
 ) -> None:
     """Serve the model as a daemon: spamd protocol, HTTP and milter.
@@ -198,7 +217,7 @@ def serve_command(
     'spamc -c' exits 1 exactly for spam. Messages are marked with the
     fields filter adds. SIGHUP (or a replaced model folder) reloads the
     model; SIGTERM finishes the requests in flight, then exits. One line
-    per message goes to stderr. See docs/serve.md.
+    per message goes to stderr (or syslog). See docs/serve.md.
     """
     limit_blas_threads()
     config = _config(
@@ -222,6 +241,8 @@ def serve_command(
         idle_timeout=idle_timeout,
         read_timeout=read_timeout,
         shutdown_timeout=shutdown_timeout,
+        syslog_facility=syslog_facility,
+        syslog_socket=syslog_socket,
     )
     from spamcli.server import daemon
 
@@ -272,6 +293,8 @@ def _config(
             raise click.BadParameter(str(error), param_hint="--allowed-ips") from None
     if socket_path is not None and not socket_path.is_absolute():
         socket_path = socket_path.absolute()
+    if options["syslog_socket"] is not None and options["syslog_facility"] is None:
+        raise click.UsageError("--syslog-socket needs --syslog FACILITY")
     try:
         limits = Limits(
             max_message_bytes=options["max_size"],
@@ -300,6 +323,8 @@ def _config(
             milter_on_error=options["milter_on_error"],
             workers=options["workers"],
             allowed_networks=allowed,
+            syslog_facility=options["syslog_facility"],
+            syslog_socket=options["syslog_socket"] or DEFAULT_SYSLOG_SOCKET,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

@@ -51,6 +51,8 @@ from typing import Any
 from spamcli.errors import ModelError, ServeError
 from spamcli.server.core import BatchedLog, Limits, ScanService, ScanSettings, stderr_line
 from spamcli.server.stats import Stats
+from spamcli.server.syslog_lines import DEFAULT_SOCKET as DEFAULT_SYSLOG_SOCKET
+from spamcli.server.syslog_lines import SyslogLines
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -93,6 +95,10 @@ class ServeConfig:
     milter_on_error: str = "accept"
     workers: int = 1
     allowed_networks: tuple[Network, ...] = LOOPBACK_NETWORKS
+    syslog_facility: str | None = None
+    """Log lines go to syslog with this facility (server/syslog_lines.py);
+    None: to stderr."""
+    syslog_socket: str = DEFAULT_SYSLOG_SOCKET
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -240,6 +246,9 @@ def describe(config: ServeConfig) -> list[str]:
     service = ScanService(config.settings, config.limits, Stats(), log=lambda line: None)
     model = service.model
     cutoffs = model.cutoffs
+    log = open_log(config)  # reaches the syslog socket, if asked to
+    if isinstance(log, SyslogLines):
+        log.close()
     lines = [
         f"model: {config.settings.model_dir} ({model.description})",
         f"spam cut-off: {cutoffs.spam:.6f} = 5.0 points; ham cut-off: {cutoffs.ham:.6f}",
@@ -262,7 +271,21 @@ def describe(config: ServeConfig) -> list[str]:
         f"connections, idle timeout {limits.idle_timeout:g} s, read timeout "
         f"{limits.read_timeout:g} s; learning {'on' if config.settings.allow_learning else 'off'}"
     )
+    lines.append(
+        f"log: syslog, facility {config.syslog_facility}, {config.syslog_socket}"
+        if config.syslog_facility
+        else "log: stderr"
+    )
     return lines
+
+
+def open_log(config: ServeConfig) -> Callable[[str], None]:
+    """Where this process's log lines go: syslog, made anew in each
+    process (its pid goes in the tag), or stderr. Raises ServeError when
+    the syslog socket cannot be reached."""
+    if config.syslog_facility is None:
+        return stderr_line
+    return SyslogLines(config.syslog_facility, config.syslog_socket)
 
 
 def _address_text(address: tuple[str, int]) -> str:
@@ -812,7 +835,7 @@ def _run_child(supervisor: Supervisor, child: _Child, control_fd: int, status_fd
         _run_milter_child(config, stats, control_fd, ready)
         return 0
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    service = ScanService(config.settings, config.limits, stats)
+    service = ScanService(config.settings, config.limits, stats, log=open_log(config))
     service.warm_up()
     capacity = max(1, config.limits.max_connections // config.workers)
     worker = AsyncWorker(
@@ -822,7 +845,9 @@ def _run_child(supervisor: Supervisor, child: _Child, control_fd: int, status_fd
         config.allowed_networks,
         capacity,
     )
-    asyncio.run(worker.run(control_fd=control_fd, ready=ready, signals=True, batch_log=True))
+    # Lines to stderr are written in batches; to syslog, one datagram each.
+    batch_log = config.syslog_facility is None
+    asyncio.run(worker.run(control_fd=control_fd, ready=ready, signals=True, batch_log=batch_log))
     return 0
 
 
@@ -832,7 +857,7 @@ def _run_milter_child(
     from spamcli.server import milter as milter_front
 
     assert config.milter is not None
-    service = ScanService(config.settings, config.limits, stats)
+    service = ScanService(config.settings, config.limits, stats, log=open_log(config))
     service.warm_up()
     front = milter_front.MilterFrontEnd(service, config.milter_on_error)
 
@@ -867,10 +892,13 @@ def notify_systemd(message: str) -> None:
         pass
 
 
-def serve(config: ServeConfig, log: Callable[[str], None] = stderr_line) -> int:
-    """Run the daemon until SIGTERM; the exit status. Raises ServeError or
-    ModelError when it cannot start."""
+def serve(config: ServeConfig, log: Callable[[str], None] | None = None) -> int:
+    """Run the daemon until SIGTERM; the exit status. LOG: where the main
+    process's lines go (by default as the configuration says, open_log).
+    Raises ServeError or ModelError when it cannot start."""
     require_extras(config)
+    if log is None:
+        log = open_log(config)
     # The model is loaded once here to fail early and clearly; the workers
     # load their own after the fork.
     ScanService(config.settings, config.limits, Stats(), log=lambda line: None)
