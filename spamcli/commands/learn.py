@@ -12,6 +12,7 @@ import click
 from spamcli.commands.options import (
     check_model,
     fail,
+    limit_blas_threads,
     model_option,
     read_messages,
     shown_name,
@@ -64,6 +65,9 @@ def learn(
     """
     if as_spam == as_ham and not (forget and not as_spam):
         raise click.UsageError("give the label: --spam or --ham (one of them)")
+    # Each step's products are of one row, as a filter's: 50 messages
+    # learned in 0.28-0.30 s with one BLAS thread, 0.32-0.40 s without.
+    limit_blas_threads()
     paths = paths or (Path("-"),)
     if [str(path) for path in paths].count("-") > 1:
         raise click.UsageError("stdin ('-') holds one message; give it once")

@@ -209,8 +209,9 @@ def resolve_cutoffs(scorer: Any, spam: float | None, ham: float | None) -> Any:
 
 
 def limit_blas_threads() -> None:
-    """One BLAS thread for scoring: a filter multiplies one row at a time, and
-    a multi-threaded BLAS made such products 10 times slower under load here.
+    """One BLAS thread for scoring and learning: a filter multiplies one row
+    at a time, and a multi-threaded BLAS made such products 10 times slower
+    under load here.
     Only takes effect before NumPy is first imported; training is left alone,
     since TensorFlow sizes its own thread pools."""
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
