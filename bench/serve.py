@@ -610,10 +610,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("the scan alone, in this process")
         scan = scan_seconds(arguments.model, messages)
         cores = os.cpu_count() or 1
-        bound = cores / (scan + clients_cpu / max(done, 1))
+        workers_per_message = workers_cpu / max(done, 1)
+        clients_per_message = clients_cpu / max(done, 1)
+        bound = cores / (scan + clients_per_message)
         print(
-            f"CPU a message: workers {workers_cpu / max(done, 1) * 1000:.3f} ms, clients "
-            f"{clients_cpu / max(done, 1) * 1000:.3f} ms; the scan alone (ScanService.scan, "
+            f"CPU a message: workers {workers_per_message * 1000:.3f} ms, clients "
+            f"{clients_per_message * 1000:.3f} ms; the scan alone (ScanService.scan, "
             f"this process) {scan * 1000:.3f} ms. With nothing but the scan and the clients "
             f"on {cores} cores: at most {bound:,.0f} messages/s"
         )

@@ -246,9 +246,8 @@ def describe(config: ServeConfig) -> list[str]:
     service = ScanService(config.settings, config.limits, Stats(), log=lambda line: None)
     model = service.model
     cutoffs = model.cutoffs
-    log = open_log(config)  # reaches the syslog socket, if asked to
-    if isinstance(log, SyslogLines):
-        log.close()
+    if config.syslog_facility is not None:  # the syslog socket can be reached
+        SyslogLines(config.syslog_facility, config.syslog_socket).close()
     lines = [
         f"model: {config.settings.model_dir} ({model.description})",
         f"spam cut-off: {cutoffs.spam:.6f} = 5.0 points; ham cut-off: {cutoffs.ham:.6f}",

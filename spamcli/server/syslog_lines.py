@@ -62,8 +62,7 @@ class SyslogLines:
             ) from None
 
     def __call__(self, line: str) -> None:
-        text = line.rstrip("\n")
-        text = text[len(_PREFIX) :] if text.startswith(_PREFIX) else text
+        text = line.rstrip("\n").removeprefix(_PREFIX)
         with self._lock:
             if self._send(text) and self._dropped:
                 dropped, self._dropped = self._dropped, 0
