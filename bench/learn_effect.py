@@ -13,8 +13,14 @@ would correct first: half the ham it scores highest, half the spam it
 scores lowest (measured on the whole test part). The learned messages are
 never among the measured ones.
 
+bogofilter (the Debian package, where installed) goes through the same: its
+word list trained on the training part (`bogofilter -s`/`-n`), measured at
+its spam_cutoff of 0.99, then taught the same test-part messages, and the
+CSDMC2010 ham it scores highest and spam lowest, one `bogofilter -s`/`-n`
+a message.
+
     python bench/learn_effect.py [--seeds 1,2,3] [--messages 100]
-        [--corpora ../shared/corpora] [--work-dir DIR]
+        [--systems spamcli,bogofilter] [--corpora ../shared/corpora] [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+import bogofilter_peer  # noqa: E402
+
 from spamcli.config import SPAM, TrainingConfig  # noqa: E402
-from spamcli.corpus import RawMessage, load_corpus, write_split  # noqa: E402
+from spamcli.corpus import LabelledMessage, RawMessage, load_corpus, write_split  # noqa: E402
+from spamcli.metrics import classification_metrics  # noqa: E402
 
 
 def measure(model_dir: Path, test_dir: Path) -> dict[str, float]:
@@ -49,6 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--systems", default="spamcli,bogofilter")
     parser.add_argument("--corpora", type=Path, default=REPOSITORY.parent / "shared" / "corpora")
     parser.add_argument("--work-dir", type=Path, default=None)
     arguments = parser.parse_args()
@@ -70,45 +80,31 @@ def main() -> int:
     test.sort(key=lambda message: arrival_key(message.source, message.raw, "date"))
     print(
         f"{arguments.messages} messages learned with spamcli learn (one call each, in Date "
-        "order), then the random split's test part measured at the model's stored cut-off"
+        "order), then the random split's test part measured at the model's stored cut-off "
+        "(bogofilter: taught with -s/-n, measured at its spam_cutoff 0.99)"
     )
     print(
-        "| seed | learned | measured on | FP before | FP after | spam caught before | after "
+        "| system | learned | measured on | FP before | FP after | spam caught before | after "
         "| (1-AUC)% before | after |"
     )
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
-    for seed in (int(text) for text in arguments.seeds.split(",")):
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    systems = arguments.systems.split(",")
+    if "bogofilter" in systems:
+        if bogofilter_peer.installed():
+            _bogofilter(split, test, others, arguments.messages, work)
+        else:
+            print("bogofilter is not installed (apt-get install bogofilter)", file=sys.stderr)
+    seeds = arguments.seeds.split(",") if "spamcli" in systems else []
+    for seed in (int(text) for text in seeds):
         model = work / f"model-seed{seed}"
         if not model.is_dir():
             train(model, [split / "train"], config=TrainingConfig(seed=seed))
         scorer = Scorer(model)
         scores = scorer.score_messages([message.raw for message in others])
-        ham = sorted(
-            (score, number) for number, score in enumerate(scores) if others[number].label != SPAM
-        )
-        spam = sorted(
-            (score, number) for number, score in enumerate(scores) if others[number].label == SPAM
-        )
-        half = arguments.messages // 2
-        corrections = [
-            others[number] for _score, number in ham[-half:] + spam[: arguments.messages - half]
-        ]
-        corrections.sort(key=lambda message: arrival_key(message.source, message.raw, "date"))
-        variants = (
-            (
-                "the test part's first (by Date)",
-                test[: arguments.messages],
-                test[arguments.messages :],
-                "the rest of it",
-            ),
-            (
-                "CSDMC2010 corrections: the ham it scores highest, the spam lowest",
-                corrections,
-                test,
-                "all of it",
-            ),
-        )
-        for what, learned_messages, measured, measured_name in variants:
+        corrections = _corrections(others, scores, arguments.messages)
+        for what, learned_messages, measured, measured_name in _variants(
+            test, corrections, arguments.messages
+        ):
             learned = work / f"learned-seed{seed}"
             shutil.rmtree(learned, ignore_errors=True)
             shutil.copytree(model, learned)
@@ -124,13 +120,88 @@ def main() -> int:
                 is_spam = message.label == SPAM
                 learning.learn(learned, spam=item if is_spam else (), ham=() if is_spam else item)
             after = measure(learned, measured_dir)
-            print(
-                f"| {seed} | {what} | {measured_name} | {before['false_positives']} | "
-                f"{after['false_positives']} | {before['caught']} | {after['caught']} | "
-                f"{before['one_minus_auc']:.4f} | {after['one_minus_auc']:.4f} |",
-                flush=True,
-            )
+            _print_row(f"spamcli, seed {seed}", what, measured_name, before, after)
     return 0
+
+
+def _corrections(
+    others: list[LabelledMessage], scores: list[float], count: int
+) -> list[LabelledMessage]:
+    """The corrections a user of this filter would make first: half the ham
+    it scores highest, half the spam it scores lowest, in Date order."""
+    from spamcli.replay import arrival_key
+
+    ham = sorted(
+        (score, number) for number, score in enumerate(scores) if others[number].label != SPAM
+    )
+    spam = sorted(
+        (score, number) for number, score in enumerate(scores) if others[number].label == SPAM
+    )
+    half = count // 2
+    chosen = [others[number] for _score, number in ham[-half:] + spam[: count - half]]
+    chosen.sort(key=lambda message: arrival_key(message.source, message.raw, "date"))
+    return chosen
+
+
+def _variants(
+    test: list[LabelledMessage], corrections: list[LabelledMessage], count: int
+) -> tuple[tuple[str, list[LabelledMessage], list[LabelledMessage], str], ...]:
+    """(what is learned, the messages, the messages measured, their name)."""
+    return (
+        ("the test part's first (by Date)", test[:count], test[count:], "the rest of it"),
+        (
+            "CSDMC2010 corrections: the ham it scores highest, the spam lowest",
+            corrections,
+            test,
+            "all of it",
+        ),
+    )
+
+
+def _bogofilter(
+    split: Path,
+    test: list[LabelledMessage],
+    others: list[LabelledMessage],
+    count: int,
+    work: Path,
+) -> None:
+    trained = bogofilter_peer.WordList(work / "bogofilter-trained")
+    if not (trained.directory / "wordlist.db").exists():
+        trained.train(load_corpus([split / "train"]).messages)
+    corrections = _corrections(others, [trained.score(message.raw) for message in others], count)
+    for what, learned_messages, measured, measured_name in _variants(test, corrections, count):
+        words = trained.copy(work / "bogofilter-learned")
+        before = _bogofilter_figures(words, measured)
+        for message in learned_messages:
+            words.learn(message.raw, message.label == SPAM)
+        after = _bogofilter_figures(words, measured)
+        _print_row("bogofilter", what, measured_name, before, after)
+
+
+def _bogofilter_figures(
+    words: bogofilter_peer.WordList, measured: list[LabelledMessage]
+) -> dict[str, float]:
+    """measure's figures for bogofilter, at its spam_cutoff."""
+    scores = [words.score(message.raw) for message in measured]
+    result = classification_metrics(
+        [message.label == SPAM for message in measured], scores, bogofilter_peer.SPAM_CUTOFF
+    )
+    return {
+        "false_positives": result["false_positives"],
+        "caught": result["true_positives"],
+        "one_minus_auc": result["one_minus_auc_percent"],
+    }
+
+
+def _print_row(
+    system: str, what: str, measured_name: str, before: dict[str, float], after: dict[str, float]
+) -> None:
+    print(
+        f"| {system} | {what} | {measured_name} | {before['false_positives']} | "
+        f"{after['false_positives']} | {before['caught']} | {after['caught']} | "
+        f"{before['one_minus_auc']:.4f} | {after['one_minus_auc']:.4f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

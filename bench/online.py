@@ -46,7 +46,6 @@ import dataclasses
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+import bogofilter_peer  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spamcli.config import SPAM, TrainingConfig  # noqa: E402
@@ -69,7 +69,6 @@ STREAMS = ("time", "random", "csdmc-scratch", "csdmc-sa", "sa-mailbox", "csdmc-m
 # first share trains, the rest is replayed.
 MAILBOX_TRAINING_SHARE = 0.5
 RECALL = 0.85
-BOGOFILTER_SPAM_CUTOFF = 0.99
 
 
 def progress(message: str) -> None:
@@ -100,7 +99,7 @@ def main() -> int:
     if not spamassassin.is_dir() or not csdmc.is_dir():
         print(f"no corpora at {arguments.corpora}", file=sys.stderr)
         return 2
-    if "bogofilter" in systems and shutil.which("bogofilter") is None:
+    if "bogofilter" in systems and not bogofilter_peer.installed():
         print("bogofilter is not installed (apt-get install bogofilter)", file=sys.stderr)
         return 2
     work = Path(arguments.work_dir or tempfile.mkdtemp(prefix="spamcli-online-"))
@@ -237,40 +236,22 @@ def _print_spamcli(stream: str, rows: list[dict[str, Any]], seeds: list[int]) ->
 
 
 def _bogofilter(train_sources: list[str], test_sources: list[str], work: Path) -> dict[str, Any]:
-    database = Path(tempfile.mkdtemp(prefix="bogofilter-", dir=work.parent))
-    environment = {**os.environ, "BOGOFILTER_DIR": str(database)}
+    words = bogofilter_peer.WordList(Path(tempfile.mkdtemp(prefix="bogofilter-", dir=work.parent)))
     try:
         if train_sources:
-            # Registered as two mbox files (-M), one process each: a process
-            # per training message took a minute.
-            training = load_corpus(train_sources).messages
-            for flag, label_is_spam in (("-s", True), ("-n", False)):
-                mbox = database / "training.mbox"
-                with open(mbox, "wb") as handle:
-                    for message in training:
-                        if (message.label == SPAM) == label_is_spam:
-                            handle.write(_mbox_entry(message.raw))
-                subprocess.run(
-                    ["bogofilter", flag, "-M", "-I", str(mbox)], env=environment, check=True
-                )
+            words.train(load_corpus(train_sources).messages)
         stream = load_corpus(test_sources).messages
         stream.sort(key=lambda message: arrival_key(message.source, message.raw, "date"))
         started = time.monotonic()
         scores = []
         for message in stream:
-            result = subprocess.run(
-                ["bogofilter", "-T"], input=message.raw, env=environment, capture_output=True
-            )
-            fields = result.stdout.split()
-            # An empty word list answers no score: even odds.
-            scores.append(float(fields[1]) if len(fields) > 1 else 0.5)
-            flag = "-s" if message.label == SPAM else "-n"
-            subprocess.run(["bogofilter", flag], input=message.raw, env=environment, check=True)
+            scores.append(words.score(message.raw))
+            words.learn(message.raw, message.label == SPAM)
         seconds = time.monotonic() - started
     finally:
-        shutil.rmtree(database, ignore_errors=True)
+        shutil.rmtree(words.directory, ignore_errors=True)
     is_spam = np.array([message.label == SPAM for message in stream])
-    row = _figures(is_spam, np.array(scores), BOGOFILTER_SPAM_CUTOFF)
+    row = _figures(is_spam, np.array(scores), bogofilter_peer.SPAM_CUTOFF)
     row["seconds"] = seconds
     return row
 
@@ -288,12 +269,6 @@ def _mailbox_split(sources: list[str], folder: Path) -> tuple[list[str], list[st
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(message.raw)
     return [str(folder / "train")], [str(folder / "test")]
-
-
-def _mbox_entry(raw: bytes) -> bytes:
-    if raw.startswith(b"From "):
-        raw = raw.split(b"\n", 1)[-1]
-    return b"From bench  Thu Jan  1 00:00:00 1970\n" + raw.replace(b"\nFrom ", b"\n>From ") + b"\n"
 
 
 def _load() -> str:
