@@ -27,7 +27,7 @@ The systems:
                 header policy), fitted on a stratified, seeded 85 % of the
                 training part (spamcli holds out the newest 15 % by Date
                 instead); its threshold chosen on the other 15 %
-                with spamcli's rule (metrics.threshold_for_false_positive_rate,
+                with spamcli's rule (metrics.cut_off_for_false_positive_rate,
                 target rate 0.001, floor 0.5); in this process
     bogofilter  `bogofilter -C -d DB -s -b` / `-n -b` on the training files,
                 then `bogofilter -C -d DB -TT -b` on the test files; its
@@ -471,7 +471,7 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
     from sklearn.model_selection import train_test_split
 
     from spamcli.config import MINIMUM_THRESHOLD
-    from spamcli.metrics import threshold_for_false_positive_rate
+    from spamcli.metrics import cut_off_for_false_positive_rate
     from spamcli.tokens import message_tokens
 
     config = TrainingConfig()
@@ -513,8 +513,9 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
         # The lowest validation loss; on a tie, the stronger penalty.
         _, chosen_c, classifier, validation_scores = min(candidates, key=lambda row: row[:2])
         fitted["c"] = chosen_c
-        fitted["threshold"] = threshold_for_false_positive_rate(
-            validation_scores[~is_spam[validation_rows]],
+        fitted["threshold"] = cut_off_for_false_positive_rate(
+            is_spam[validation_rows],
+            validation_scores,
             config.target_false_positive_rate,
             MINIMUM_THRESHOLD,
         )

@@ -33,17 +33,22 @@ EXIT_SPAM = 1
 EXIT_UNSURE = 2
 EXIT_ERROR = 3
 
-# The cut-off between ham and spam is chosen on the validation split as the
-# lowest score at which at most this share of validation ham is flagged: one
-# ham in a thousand. With a few hundred validation ham that means "above
-# every validation ham". It never goes below MINIMUM_THRESHOLD: a model that
-# scores every validation ham low has not earned a lower bar than even odds.
-# Midway (in logits) between that cut-off and the lowest validation spam
-# above it, which leaves the validation counts as they are, was measured on
-# 2026-12-06 (bench/online.py, seeds 1 to 5) and not yet taken up: ham at the
-# stored cut-off on the time stream 8.8 against 12.2 (recall 0.969 against
-# 0.975), random 0.4 against 0.8, the SpamAssassin mailbox 11.0 against
-# 11.8; its effect after learning (bench/learn_effect.py) is not measured.
+# The cut-off between ham and spam is chosen on the validation split: of the
+# cut-offs that flag at most this share of validation ham (one in a
+# thousand; with a few hundred validation ham, none), those that catch the
+# most validation spam, and of those the highest, just below the lowest
+# validation spam the lowest of them catches (metrics.py's
+# cut_off_for_false_positive_rate). It never goes below MINIMUM_THRESHOLD: a
+# model that scores every validation ham low has not earned a lower bar than
+# even odds. The highest rather than the lowest of those cut-offs (just
+# above the highest validation ham, until 2026-12-07) flags the same
+# validation mail and fewer new ham; measured with bench/online.py, seeds 1
+# to 5, ham at the stored cut-off and spam recall there: the time stream 6.8
+# against 12.2 (recall 0.963 against 0.975), random 0.2 against 0.8 (0.953
+# against 0.958), the SpamAssassin mailbox 10.0 against 11.8 (0.978 against
+# 0.979), the CSDMC2010 mailbox 0 against 1.0 (1.000 both). Midway between
+# the two (in logits) fell between them: 8.8, 0.4, 11.0, 0.8. After learning
+# (bench/learn_effect.py) it flags as many random-split ham as before.
 TARGET_FALSE_POSITIVE_RATE = 0.001
 MINIMUM_THRESHOLD = 0.5
 

@@ -95,6 +95,32 @@ def threshold_for_false_positive_rate(
     return min(max(cut_off, minimum), 1.0)
 
 
+def cut_off_for_false_positive_rate(
+    is_spam: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    target_rate: float,
+    minimum: float,
+) -> float:
+    """train's spam cut-off: of the cut-offs (at least ``minimum``) that flag
+    at most ``target_rate`` of these ham, those that catch the most of these
+    spam, and of those the highest.
+
+    The lowest such cut-off sits just above a ham; any cut-off up to just
+    below the next spam flags the same spam, and the highest leaves the most
+    room for ham that score a little higher than any validation ham did (as
+    new mail, and mail after learning, does).
+    """
+    truth = np.asarray(is_spam, dtype=bool)
+    values = np.asarray(scores, dtype=np.float64)
+    lowest = threshold_for_false_positive_rate(values[~truth], target_rate, minimum)
+    caught = values[truth & (values >= lowest)]
+    if not caught.size:
+        return lowest
+    # Below the lowest spam it catches by the same margin, so that every way
+    # of computing that spam's score still flags it.
+    return max(lowest, min(float(caught.min()) - THRESHOLD_MARGIN, 1.0))
+
+
 def threshold_for_recall(
     spam_scores: Sequence[float] | np.ndarray, target_recall: float, minimum: float = 0.0
 ) -> float:
@@ -146,7 +172,7 @@ def sweep_cutoffs(
     cutoffs: dict[float, list[dict[str, float]]] = {float(value): [] for value in SWEEP_GRID}
     if (~truth).any():
         for rate in SWEEP_FALSE_POSITIVE_RATES:
-            chosen = threshold_for_false_positive_rate(values[~truth], rate, MINIMUM_THRESHOLD)
+            chosen = cut_off_for_false_positive_rate(truth, values, rate, MINIMUM_THRESHOLD)
             cutoffs.setdefault(chosen, []).append({"target_false_positive_rate": rate})
     if truth.any():
         for recall in SWEEP_RECALLS:

@@ -52,6 +52,7 @@ from spamcli.errors import ModelError
 from spamcli.features import FeatureSpec, feature_array, input_value
 from spamcli.metrics import (
     classification_metrics,
+    cut_off_for_false_positive_rate,
     threshold_for_false_positive_rate,
     threshold_for_recall,
 )
@@ -274,8 +275,9 @@ def train(
         )
         threshold_rule: dict[str, Any] = {"target_recall": config.target_recall}
     else:
-        threshold = threshold_for_false_positive_rate(
-            validation_scores[~validation_is_spam],
+        threshold = cut_off_for_false_positive_rate(
+            validation_is_spam,
+            validation_scores,
             config.target_false_positive_rate,
             MINIMUM_THRESHOLD,
         )
