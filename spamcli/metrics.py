@@ -101,14 +101,15 @@ def cut_off_for_false_positive_rate(
     target_rate: float,
     minimum: float,
 ) -> float:
-    """train's spam cut-off: of the cut-offs (at least ``minimum``) that flag
-    at most ``target_rate`` of these ham, those that catch the most of these
-    spam, and of those the highest.
+    """train's spam cut-off: midway, in log-odds, between the lowest cut-off
+    (at least ``minimum``) that flags at most ``target_rate`` of these ham and
+    the lowest of these spam it catches.
 
-    The lowest such cut-off sits just above a ham; any cut-off up to just
-    below the next spam flags the same spam, and the highest leaves the most
-    room for ham that score a little higher than any validation ham did (as
-    new mail, and mail after learning, does).
+    Every cut-off in that gap flags the same ham and spam. The lowest sits
+    just above a ham, so that a new ham scoring a little higher (as new mail,
+    and mail after learning, does) is flagged; the highest sits just below a
+    spam, so that a new spam scoring a little lower is missed. Midway gives
+    both the same room, as a maximum-margin classifier does.
     """
     truth = np.asarray(is_spam, dtype=bool)
     values = np.asarray(scores, dtype=np.float64)
@@ -118,7 +119,20 @@ def cut_off_for_false_positive_rate(
         return lowest
     # Below the lowest spam it catches by the same margin, so that every way
     # of computing that spam's score still flags it.
-    return max(lowest, min(float(caught.min()) - THRESHOLD_MARGIN, 1.0))
+    highest = min(float(caught.min()) - THRESHOLD_MARGIN, 1.0)
+    if highest <= lowest:
+        return lowest
+    midway = _expit((_logit(lowest) + _logit(highest)) / 2)
+    return min(max(midway, lowest), highest)
+
+
+def _logit(probability: float) -> float:
+    clipped = min(max(probability, 1e-12), 1.0 - 1e-12)
+    return float(np.log(clipped / (1.0 - clipped)))
+
+
+def _expit(log_odds: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-log_odds)))
 
 
 def threshold_for_recall(

@@ -542,11 +542,11 @@ def test_metrics_threshold_for_recall_is_the_highest_that_keeps_the_recall(
 
 @settings(max_examples=80, deadline=None)
 @given(SPAM_SCORES, SPAM_SCORES, st.sampled_from([0.0, 0.001, 0.05]))
-def test_metrics_cut_off_for_false_positive_rate_is_the_highest_of_the_best(
+def test_metrics_cut_off_for_false_positive_rate_is_midway_in_the_gap(
     ham_scores: list[float], spam_scores: list[float], target_rate: float
 ) -> None:
-    """Of the cut-offs that keep the ham rate, the highest that catches as
-    many spam as the lowest of them."""
+    """Of the cut-offs that keep the ham rate and catch as many spam as the
+    lowest of them, the one midway in log-odds."""
     ham, spam = np.array(ham_scores), np.array(spam_scores)
     is_spam = np.concatenate([np.zeros(ham.size, bool), np.ones(spam.size, bool)])
     scores = np.concatenate([ham, spam])
@@ -558,25 +558,29 @@ def test_metrics_cut_off_for_false_positive_rate_is_the_highest_of_the_best(
     assert np.sum(ham >= cut_off) <= np.sum(ham >= lowest)
     assert np.sum(spam >= cut_off) == np.sum(spam >= lowest)
     caught = spam[spam >= lowest]
-    if caught.size:
-        # Just below the lowest spam it catches, where any higher would lose
-        # it, unless that spam is within the margin of the lowest cut-off.
-        assert caught.min() - cut_off == pytest.approx(metrics.THRESHOLD_MARGIN) or (
-            cut_off == lowest and caught.min() - lowest < metrics.THRESHOLD_MARGIN
+    highest = caught.min() - metrics.THRESHOLD_MARGIN if caught.size else lowest
+    if highest > lowest:
+        assert _log_odds(cut_off) - _log_odds(lowest) == pytest.approx(
+            _log_odds(highest) - _log_odds(cut_off), abs=1e-6
         )
     else:
         assert cut_off == lowest
 
 
-def test_metrics_cut_off_leaves_room_above_the_highest_validation_ham() -> None:
+def _log_odds(probability: float) -> float:
+    return float(np.log(probability / (1 - probability)))
+
+
+def test_metrics_cut_off_leaves_room_on_both_sides() -> None:
     is_spam = [False, False, False, True, True, True]
     scores = [0.1, 0.2, 0.7, 0.6, 0.9, 0.95]
 
     cut_off = metrics.cut_off_for_false_positive_rate(is_spam, scores, 0.001, 0.5)
 
-    # Above the ham at 0.7, just below the spam at 0.9: a new ham at 0.8 is
-    # not flagged, and the validation spam at 0.6 was lost either way.
-    assert cut_off == pytest.approx(0.9 - metrics.THRESHOLD_MARGIN)
+    # Between the ham at 0.7 and the spam at 0.9 (log-odds 0.85 and 2.20),
+    # at log-odds 1.52: a new ham at 0.8 is not flagged, a new spam at 0.85
+    # is; the validation spam at 0.6 was lost either way.
+    assert cut_off == pytest.approx(0.8209, abs=1e-4)
 
 
 def test_train_target_recall_meets_the_recall_on_validation(
