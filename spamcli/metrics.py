@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,19 +121,14 @@ def cut_off_for_false_positive_rate(
     # Below the lowest spam it catches by the same margin, so that every way
     # of computing that spam's score still flags it.
     highest = min(float(caught.min()) - THRESHOLD_MARGIN, 1.0)
-    if highest <= lowest:
+    # At a lowest of 0 (a minimum of 0 and no ham) its log-odds are minus
+    # infinity, and so is the midpoint's.
+    if highest <= lowest or lowest <= 0.0:
         return lowest
-    midway = _expit((_logit(lowest) + _logit(highest)) / 2)
-    return min(max(midway, lowest), highest)
-
-
-def _logit(probability: float) -> float:
-    clipped = min(max(probability, 1e-12), 1.0 - 1e-12)
-    return float(np.log(clipped / (1.0 - clipped)))
-
-
-def _expit(log_odds: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-log_odds)))
+    # Midway in log-odds is where the odds are the geometric mean of the two
+    # odds; both ends lie strictly between 0 and 1 here.
+    odds_against = math.sqrt((1.0 - lowest) * (1.0 - highest) / (lowest * highest))
+    return min(max(1.0 / (1.0 + odds_against), lowest), highest)
 
 
 def threshold_for_recall(
