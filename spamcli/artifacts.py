@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-from spamcli.config import HEADER_POLICIES, LearningRule
+from spamcli.config import HEADER_POLICIES, HIDDEN_ACTIVATIONS, LearningRule
 from spamcli.errors import ModelError
 from spamcli.features import FeatureSpec
 
@@ -83,8 +83,17 @@ CHANGED_ROWS = "rows"
 CHANGED_KERNEL_ROWS = f"{FIRST_KERNEL}.rows"
 CHANGED_ACCUMULATOR_ROWS = f"{FIRST_ACCUMULATOR}.rows"
 
-# Activations the layers may use; anything else is refused.
-ACTIVATIONS = ("relu", "sigmoid")
+# Activations the layers may use; anything else is refused. The hidden
+# layers are ReLU or leaky ReLU units (config.py), the last one sigmoid unit.
+ACTIVATIONS = (*HIDDEN_ACTIVATIONS, "sigmoid")
+# leaky_relu(x) is x above 0 and LEAKY_SLOPE * x below: Keras's leaky_relu
+# with its default slope, which model.py trains with.
+LEAKY_SLOPE = 0.2
+
+
+def slope_below_zero(activation: str) -> float:
+    """A hidden activation's slope below 0: it is max(x, slope * x)."""
+    return LEAKY_SLOPE if activation == "leaky_relu" else 0.0
 
 
 @dataclass(frozen=True)
@@ -296,8 +305,12 @@ def network_spec(model_path: Path, metadata: dict[str, Any]) -> NetworkSpec:
         layer_specs.append(LayerSpec(f"dense_{index}", units, activation))
     if layer_specs[-1].units != 1 or layer_specs[-1].activation != "sigmoid":
         raise ModelError(f"{model_path}: the network does not end in one sigmoid unit")
-    if len(layer_specs) < 2 or any(layer.activation != "relu" for layer in layer_specs[:-1]):
-        raise ModelError(f"{model_path}: the network's hidden layers must be ReLU layers")
+    if len(layer_specs) < 2 or any(
+        layer.activation not in HIDDEN_ACTIVATIONS for layer in layer_specs[:-1]
+    ):
+        raise ModelError(
+            f"{model_path}: the network's hidden layers must be ReLU or leaky ReLU layers"
+        )
     return NetworkSpec(spec, layer_specs)
 
 

@@ -11,7 +11,7 @@ own place in it). Each worker
   and chronological split and holds the buckets of its share;
 - checks that every other worker read the same corpus (the first exchange);
 - gets from the others the buckets of the held-out messages, the newest
-  15 %, which every worker then holds: each computes the same validation
+  12 %, which every worker then holds: each computes the same validation
   loss on the same weights, so all stop at the same epoch, and replays the
   same held-out mail through the online learner;
 - trains on its shard's part of each batch: the batches are the ones

@@ -5,7 +5,7 @@ features.py), so the natural question "what did this word do?" has an
 exact answer: score the message again without that n-gram's bucket. The
 effect of an n-gram is ``score - score_without``: positive pushed the
 message towards spam, negative towards ham. It is the score's own change,
-not a gradient or an approximation, so it accounts for the ReLU layers and
+not a gradient or an approximation, so it accounts for the hidden layers and
 the normalisation; effects do not add up to the score, since the layers are
 not linear.
 

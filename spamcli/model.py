@@ -134,8 +134,11 @@ def build_model(
     learning_rate: float,
     initial_accumulator: float,
     label_smoothing: float,
+    hidden_activation: str,
 ) -> keras.Model:
-    """Sparse buckets → BucketDense (ReLU) → Dense (ReLU) … → Dense (sigmoid).
+    """Sparse buckets → BucketDense → Dense … → Dense (sigmoid), the hidden
+    layers of HIDDEN_ACTIVATION units ("relu" or "leaky_relu": Keras's, whose
+    slope below 0 is artifacts.LEAKY_SLOPE).
 
     The loss is summed over a batch, not averaged, so that a batch's step is
     the sum of its messages' gradients, the scale of the one-message steps
@@ -144,9 +147,9 @@ def build_model(
     if not hidden_units:
         raise ValueError("the network needs at least one hidden layer")
     bag = keras.Input(shape=(buckets,), sparse=True, name="buckets")
-    hidden = BucketDense(hidden_units[0], buckets, "relu", name=FIRST_LAYER)(bag)
+    hidden = BucketDense(hidden_units[0], buckets, hidden_activation, name=FIRST_LAYER)(bag)
     for index, units in enumerate(hidden_units[1:], 1):
-        hidden = layers.Dense(units, activation="relu", name=f"dense_{index}")(hidden)
+        hidden = layers.Dense(units, activation=hidden_activation, name=f"dense_{index}")(hidden)
     spam_probability = layers.Dense(1, activation="sigmoid", name=f"dense_{len(hidden_units)}")(
         hidden
     )

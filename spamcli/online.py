@@ -43,6 +43,7 @@ from spamcli.artifacts import (
     FIRST_ACCUMULATOR,
     FIRST_KERNEL,
     NetworkSpec,
+    slope_below_zero,
 )
 from spamcli.config import LearningRule
 from spamcli.features import input_value
@@ -111,6 +112,8 @@ class Network:
 
     def __post_init__(self, changed_rows: np.ndarray | None) -> None:
         self.changed = ChangedRows(self.spec.features.buckets, changed_rows)
+        # The hidden layers' slopes below 0, first to last.
+        self._slopes = [slope_below_zero(layer.activation) for layer in self.spec.layers[:-1]]
 
     @property
     def first_kernel(self) -> np.ndarray:
@@ -212,9 +215,10 @@ class Network:
         for index in range(len(self.layers) - 1, 0, -1):
             layer = self.layers[index]
             below = activations[index - 1]
-            gradients.append((f"dense_{index}.kernel", np.outer(_activate(below), delta)))
+            slope = self._slopes[index - 1]
+            gradients.append((f"dense_{index}.kernel", np.outer(_activate(below, slope), delta)))
             gradients.append((f"dense_{index}.bias", delta))
-            delta = (layer.kernel.astype(np.float64) @ delta) * (below > 0)
+            delta = (layer.kernel.astype(np.float64) @ delta) * np.where(below > 0, 1.0, slope)
         gradients.append(("dense_0.bias", delta))
         # Every present bucket's input is the same value, so every row's
         # gradient is the same vector: that value times the first layer's delta.
@@ -231,8 +235,8 @@ class Network:
         total = first.kernel[buckets].sum(axis=0, dtype=np.float64) if buckets.size else 0.0
         pre_activation = total * input_value(buckets.size) + first.bias
         activations = [np.asarray(pre_activation, dtype=np.float64)]
-        for layer in self.layers[1:]:
-            below = _activate(activations[-1])
+        for layer, slope in zip(self.layers[1:], self._slopes, strict=True):
+            below = _activate(activations[-1], slope)
             activations.append(below @ layer.kernel.astype(np.float64) + layer.bias)
         logit = float(activations[-1][0])
         return _sigmoid(logit), activations
@@ -314,8 +318,9 @@ class Network:
             self.changed.clear()
 
 
-def _activate(values: np.ndarray) -> np.ndarray:
-    return np.maximum(values, 0.0)
+def _activate(values: np.ndarray, slope: float) -> np.ndarray:
+    """A hidden layer's activation: ReLU (slope 0) or leaky ReLU."""
+    return np.maximum(values, slope * values)
 
 
 def _sigmoid(logit: float) -> float:

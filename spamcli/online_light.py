@@ -29,6 +29,7 @@ from spamcli.artifacts import (
     CHANGED_KERNEL_ROWS,
     CHANGED_ROWS,
     FIRST_ACCUMULATOR,
+    slope_below_zero,
 )
 from spamcli.features import input_value
 
@@ -56,6 +57,8 @@ class LightNetwork:
         self._weights = artifacts.open_weights(self.model_dir, metadata)
         self.spec = self._weights.network
         self.rule = artifacts.learning_rule(self.model_dir, metadata)
+        # The hidden layers' slopes below 0, first to last.
+        self._slopes = [slope_below_zero(layer.activation) for layer in self.spec.layers[:-1]]
         kernel_file, weights_file = self._weights.kernel_file, self._weights.weights_file
         self._old_rows = self._weights.changed_rows
         self._kernel_file, self._weights_file = kernel_file, weights_file
@@ -103,7 +106,8 @@ class LightNetwork:
         bias = self.variables["dense_0.bias"][0]
         activations = [[value * scale + b for value, b in zip(total, bias, strict=True)]]
         for layer_index in range(1, len(self.spec.layers)):
-            below = [max(value, 0.0) for value in activations[-1]]
+            slope = self._slopes[layer_index - 1]
+            below = [max(value, slope * value) for value in activations[-1]]
             kernel = self.variables[f"dense_{layer_index}.kernel"]
             output = list(self.variables[f"dense_{layer_index}.bias"][0])
             for value, row in zip(below, kernel, strict=True):
@@ -126,12 +130,14 @@ class LightNetwork:
         gradients: list[tuple[str, list[list[float]]]] = []
         for index in range(len(self.spec.layers) - 1, 0, -1):
             below = activations[index - 1]
-            relu = [max(value, 0.0) for value in below]
-            gradients.append((f"dense_{index}.kernel", [[h * d for d in delta] for h in relu]))
+            slope = self._slopes[index - 1]
+            hidden = [max(value, slope * value) for value in below]
+            gradients.append((f"dense_{index}.kernel", [[h * d for d in delta] for h in hidden]))
             gradients.append((f"dense_{index}.bias", [list(delta)]))
             kernel = self.variables[f"dense_{index}.kernel"]
             delta = [
-                sum(weight * d for weight, d in zip(row, delta, strict=True)) if value > 0 else 0.0
+                sum(weight * d for weight, d in zip(row, delta, strict=True))
+                * (1.0 if value > 0 else slope)
                 for row, value in zip(kernel, below, strict=True)
             ]
         gradients.append(("dense_0.bias", [list(delta)]))

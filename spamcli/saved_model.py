@@ -174,6 +174,8 @@ def _serving_module_class() -> Any:
     def _activation(values: Any, activation: str) -> Any:
         if activation == "relu":
             return tf.nn.relu(values)
+        if activation == "leaky_relu":
+            return tf.nn.leaky_relu(values, alpha=artifacts.LEAKY_SLOPE)
         if activation == "sigmoid":
             return tf.sigmoid(values)
         raise ValueError(f"unknown activation {activation!r}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
+from spamcli.artifacts import LEAKY_SLOPE
 from spamcli.config import EXIT_ERROR, EXIT_HAM, EXIT_SPAM, EXIT_UNSURE, HAM, SPAM, UNSURE
 from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.errors import ModelError
@@ -314,6 +315,8 @@ def _activate_one(value: float, activation: str) -> float:
         # Written so that NaN passes through, as it does through np.maximum:
         # damaged weights must fail here too, not score as if they were 0.
         return 0.0 if value <= 0.0 else value
+    if activation == "leaky_relu":
+        return value if value > 0.0 else LEAKY_SLOPE * value  # NaN passes through
     # sigmoid, through exp(-|x|) so that nothing overflows
     decay = math.exp(-abs(value))
     return 1.0 / (1.0 + decay) if value >= 0 else decay / (1.0 + decay)
@@ -324,6 +327,8 @@ def _activate(values: np.ndarray, activation: str) -> np.ndarray:
 
     if activation == "relu":
         return np.maximum(values, 0.0)
+    if activation == "leaky_relu":
+        return np.maximum(values, LEAKY_SLOPE * values)
     decay = np.exp(-np.abs(values))
     return np.where(values >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
 

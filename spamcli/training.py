@@ -107,7 +107,7 @@ class _Example:
 def network_spec(config: TrainingConfig) -> NetworkSpec:
     features = FeatureSpec(bits=config.bits, max_tokens=config.max_tokens)
     layers = [
-        LayerSpec(f"dense_{index}", units, "relu")
+        LayerSpec(f"dense_{index}", units, config.hidden_activation)
         for index, units in enumerate(config.hidden_units)
     ]
     layers.append(LayerSpec(f"dense_{len(layers)}", 1, "sigmoid"))
@@ -431,6 +431,7 @@ def _fit(
         config.learning_rate,
         config.initial_accumulator,
         config.label_smoothing,
+        config.hidden_activation,
     )
     shuffler = np.random.default_rng(config.seed)
 
@@ -611,6 +612,7 @@ def _fit_distributed(
             config.learning_rate,
             config.initial_accumulator,
             config.label_smoothing,
+            config.hidden_activation,
         )
     loss_function = keras.losses.BinaryCrossentropy(
         label_smoothing=config.label_smoothing, reduction="sum"

@@ -342,7 +342,7 @@ def message_file(tmp_path: Path) -> Callable[[str, bytes], Path]:
     return write
 
 
-# A hand-made model: a 3-unit ReLU layer and a sigmoid unit over 2**8
+# A hand-made model: a 3-unit ReLU layer (or leaky ReLU) and a sigmoid unit over 2**8
 # buckets, written as a trained one is (online.Network.write), without
 # TensorFlow. The rows of a few n-grams' buckets are set by hand: "cash" and
 # "prize" push the score up, "meeting" down; every other row is small.
@@ -356,7 +356,18 @@ SYNTHETIC_ROWS = {
 }
 
 
-def make_synthetic_network() -> Any:
+def reference_activation(values: Any, activation: str) -> Any:
+    """A layer's activation spelled out, on a NumPy array: sigmoid, or ReLU /
+    leaky ReLU (x above 0, 0 or LEAKY_SLOPE * x below)."""
+    import numpy as np
+
+    if activation == "sigmoid":
+        return 1 / (1 + np.exp(-values))
+    below = {"relu": 0.0, "leaky_relu": artifacts.LEAKY_SLOPE}[activation]
+    return np.where(values > 0, values, below * values)
+
+
+def make_synthetic_network(activation: str = "relu") -> Any:
     from spamcli.artifacts import LayerSpec, NetworkSpec
     from spamcli.config import LearningRule
     from spamcli.features import FeatureSpec, bucket
@@ -364,7 +375,7 @@ def make_synthetic_network() -> Any:
 
     spec = NetworkSpec(
         FeatureSpec(bits=SYNTHETIC_BITS, max_tokens=None),
-        [LayerSpec("dense_0", 3, "relu"), LayerSpec("dense_1", 1, "sigmoid")],
+        [LayerSpec("dense_0", 3, activation), LayerSpec("dense_1", 1, "sigmoid")],
     )
     network = Network.from_scratch(spec, LearningRule(), seed=1)
     bits = SYNTHETIC_BITS

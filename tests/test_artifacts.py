@@ -488,8 +488,8 @@ def negative_learning_rate(metadata: dict[str, Any]) -> None:
     [
         (relu_output, "does not end in one sigmoid unit"),
         (two_output_units, "does not end in one sigmoid unit"),
-        (sigmoid_hidden_layer, "hidden layers must be ReLU layers"),
-        (no_hidden_layer, "hidden layers must be ReLU layers"),
+        (sigmoid_hidden_layer, "hidden layers must be ReLU or leaky ReLU layers"),
+        (no_hidden_layer, "hidden layers must be ReLU or leaky ReLU layers"),
         (tanh_layer, "layer 0 of the network is not valid"),
         (bits_out_of_range, "bits must be between 1 and 30"),
         (max_tokens_true, "describes no valid input"),
@@ -717,7 +717,7 @@ def test_artifacts_trained_folder_describes_itself(
     assert set(metadata["versions"]) >= {"spamcli", "tensorflow", "keras", "python"}
     assert metadata["training"]["export_max_difference"] <= 1e-5
     layers = metadata["network"]["layers"]
-    assert [layer["activation"] for layer in layers] == ["relu", "relu", "sigmoid"]
+    assert [layer["activation"] for layer in layers] == ["leaky_relu", "leaky_relu", "sigmoid"]
     assert [layer["units"] for layer in layers] == [*tiny_config.hidden_units, 1]
     assert [layer["inputs"] for layer in layers] == [2**tiny_config.bits, *tiny_config.hidden_units]
     assert artifacts.learning_rule(trained_model_dir, metadata) == tiny_config.learning_rule()

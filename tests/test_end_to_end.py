@@ -62,7 +62,8 @@ def test_end_to_end_keras_network_and_scorer_agree(
     network = Network.from_folder(trained_model_dir, scorer.metadata)
     buckets = scorer.features.buckets
     hidden_units = [layer.units for layer in scorer.network.layers[:-1]]
-    model = build_model(buckets, hidden_units, 0.1, 0.0, 0.0)
+    (activation,) = {layer.activation for layer in scorer.network.layers[:-1]}
+    model = build_model(buckets, hidden_units, 0.1, 0.0, 0.0, activation)
     for keras_layer, layer in zip(dense_layers(model), network.layers, strict=True):
         keras_layer.kernel.assign(layer.kernel)
         keras_layer.bias.assign(layer.bias)

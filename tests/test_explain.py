@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from conftest import SYNTHETIC_ROWS, write_synthetic_model
+from conftest import SYNTHETIC_ROWS, reference_activation, write_synthetic_model
 
 from spamcli.artifacts import read_metadata
 from spamcli.cli import cli
@@ -46,9 +46,7 @@ def reference_score(network: Any, indices: set[int]) -> float:
     hidden = vector
     for layer in network.layers:
         hidden = hidden @ layer.kernel.astype(np.float64) + layer.bias
-        hidden = (
-            np.maximum(hidden, 0.0) if layer.activation == "relu" else 1 / (1 + np.exp(-hidden))
-        )
+        hidden = reference_activation(hidden, layer.activation)
     return float(hidden[0])
 
 

@@ -74,8 +74,8 @@ def test_info_text_shows_the_model_card(
         f"hashed into {buckets} buckets"
     )
     first, second = tiny_config.hidden_units
-    assert row(text, "dense_0") == f"{buckets} -> {first}, relu"
-    assert row(text, "dense_1") == f"{first} -> {second}, relu"
+    assert row(text, "dense_0") == f"{buckets} -> {first}, {tiny_config.hidden_activation}"
+    assert row(text, "dense_1") == f"{first} -> {second}, {tiny_config.hidden_activation}"
     assert row(text, "dense_2") == f"{second} -> 1, sigmoid"
     assert row(text, "epochs") == str(tiny_config.epochs)  # the hyperparameter
     training = metadata["training"]
@@ -123,8 +123,8 @@ def test_info_json_is_the_card(
         / (metadata["validation"]["ham"] + 1),
     }
     assert [(layer["units"], layer["activation"]) for layer in card["layers"]] == [
-        (tiny_config.hidden_units[0], "relu"),
-        (tiny_config.hidden_units[1], "relu"),
+        (tiny_config.hidden_units[0], tiny_config.hidden_activation),
+        (tiny_config.hidden_units[1], tiny_config.hidden_activation),
         (1, "sigmoid"),
     ]
     assert card["layers"][0]["inputs"] == 2 ** card["features"]["bits"]

@@ -10,11 +10,13 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 
-def test_model_bucket_dense_equals_a_dense_layer_over_the_dense_input() -> None:
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_model_bucket_dense_equals_a_dense_layer_over_the_dense_input(activation: str) -> None:
+    from spamcli.artifacts import slope_below_zero
     from spamcli.model import build_model, dense_layers
 
     keras.utils.set_random_seed(1)
-    model = build_model(64, (5,), 0.1, 0.0, 0.1)
+    model = build_model(64, (5,), 0.1, 0.0, 0.1, activation)
     messages = [[1, 5, 9], [], [5, 63]]
     positions = [[row, index] for row, indices in enumerate(messages) for index in indices]
     values = [1 / np.sqrt(len(indices)) for indices in messages for _ in indices]
@@ -24,7 +26,9 @@ def test_model_bucket_dense_equals_a_dense_layer_over_the_dense_input() -> None:
 
     dense = np.asarray(tf.sparse.to_dense(tf.sparse.reorder(sparse)))
     first, last = dense_layers(model)
-    hidden = np.maximum(dense @ first.kernel.numpy() + first.bias.numpy(), 0)
+    before = dense @ first.kernel.numpy() + first.bias.numpy()
+    assert (before < 0).any() and (before > 0).any()
+    hidden = np.where(before > 0, before, slope_below_zero(activation) * before)
     expected = 1 / (1 + np.exp(-(hidden @ last.kernel.numpy() + last.bias.numpy())))
     np.testing.assert_allclose(scores, expected.reshape(-1), atol=1e-6)
 
@@ -32,7 +36,7 @@ def test_model_bucket_dense_equals_a_dense_layer_over_the_dense_input() -> None:
 def test_model_first_kernel_has_one_accumulator_a_row() -> None:
     from spamcli.model import build_model, dense_layers
 
-    model = build_model(128, (4, 3), 0.1, 0.25, 0.1)
+    model = build_model(128, (4, 3), 0.1, 0.25, 0.1, "leaky_relu")
     model.optimizer.build(model.trainable_variables)
 
     shapes = [tuple(accumulator.shape) for accumulator in model.optimizer._accumulators]
@@ -46,4 +50,4 @@ def test_model_needs_a_hidden_layer() -> None:
     from spamcli.model import build_model
 
     with pytest.raises(ValueError, match="hidden layer"):
-        build_model(16, (), 0.1, 0.0, 0.1)
+        build_model(16, (), 0.1, 0.0, 0.1, "relu")

@@ -296,7 +296,7 @@ METADATA_LIES = [
     (set_version(None), "format version None"),
     (set_version(3.5), "format version 3.5"),
     (insert_a_layer, "weights.npz has no dense_1.kernel of the right shape"),
-    (add_a_sigmoid_layer, "the network's hidden layers must be ReLU layers"),
+    (add_a_sigmoid_layer, "the network's hidden layers must be ReLU or leaky ReLU layers"),
     (drop_the_last_layer, "does not end in one sigmoid unit"),
     (no_layers, "metadata does not describe the network"),
     (softmax_activation, "layer 1 of the network is not valid"),

@@ -20,17 +20,25 @@ def arrays(path: Path) -> dict[str, np.ndarray]:
         return {name: stored[name] for name in stored.files}
 
 
-@pytest.mark.parametrize("rounds", [1, 2])
+@pytest.mark.parametrize(
+    ("rounds", "model"), [(1, "trained"), (2, "trained"), (2, "hand-made ReLU")]
+)
 def test_online_light_steps_and_writes_what_numpy_does(
     trained_model_dir: Path,
     heldout_dir: Path,
     tmp_path: Path,
     rounds: int,
+    model: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The tiny model's 4,096 rows would be compacted after a few messages.
+    # The trained model's hidden layers are leaky ReLU (train's default),
+    # the hand-made one's ReLU (the built-in model's).
     from spamcli import online, online_light
+    from tests.conftest import write_synthetic_model
 
+    if model != "trained":
+        trained_model_dir = write_synthetic_model(tmp_path / "hand-made")
+    # The tiny model's 4,096 rows would be compacted after a few messages.
     monkeypatch.setattr(online, "COMPACTION_SHARE", 1.0)
     monkeypatch.setattr(online_light, "COMPACTION_SHARE", 1.0)
     metadata = artifacts.read_metadata(trained_model_dir)

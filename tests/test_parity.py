@@ -25,15 +25,21 @@ HIDDEN = (8, 4)
 RULE = LearningRule(learning_rate=0.1, initial_accumulator=0.0, label_smoothing=0.1)
 
 
-def keras_model_and_network(seed: int) -> tuple[Any, Any]:
+def keras_model_and_network(seed: int, activation: str = "leaky_relu") -> tuple[Any, Any]:
     """A Keras model and an online.Network holding the same random weights
-    and the same random, positive accumulators."""
+    and the same random, positive accumulators; the hidden layers of
+    ACTIVATION units."""
     from spamcli.model import build_model, dense_layers
     from spamcli.online import Network
 
     keras.utils.set_random_seed(seed)
     model = build_model(
-        1 << BITS, HIDDEN, RULE.learning_rate, RULE.initial_accumulator, RULE.label_smoothing
+        1 << BITS,
+        HIDDEN,
+        RULE.learning_rate,
+        RULE.initial_accumulator,
+        RULE.label_smoothing,
+        activation,
     )
     generator = np.random.default_rng(seed)
     layers = dense_layers(model)
@@ -47,7 +53,7 @@ def keras_model_and_network(seed: int) -> tuple[Any, Any]:
 
     spec = NetworkSpec(
         FeatureSpec(bits=BITS, max_tokens=None),
-        [LayerSpec(f"dense_{i}", units, "relu") for i, units in enumerate(HIDDEN)]
+        [LayerSpec(f"dense_{i}", units, activation) for i, units in enumerate(HIDDEN)]
         + [LayerSpec(f"dense_{len(HIDDEN)}", 1, "sigmoid")],
     )
     network = Network.from_scratch(spec, RULE, seed)
@@ -106,10 +112,13 @@ def assert_same_state(model: Any, network: Any) -> None:
             )
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("label", [0.0, 1.0])
-def test_parity_one_numpy_step_equals_one_keras_step(seed: int, label: float) -> None:
-    model, network = keras_model_and_network(seed)
+def test_parity_one_numpy_step_equals_one_keras_step(
+    seed: int, label: float, activation: str
+) -> None:
+    model, network = keras_model_and_network(seed, activation)
     indices = sorted(np.random.default_rng(seed).choice(1 << BITS, 40, replace=False).tolist())
 
     keras_score = float(model.predict_on_batch(sparse_batch([indices]))[0, 0])
@@ -122,8 +131,9 @@ def test_parity_one_numpy_step_equals_one_keras_step(seed: int, label: float) ->
     assert (network.score(indices) - score_before) * (label - 0.5) > 0
 
 
-def test_parity_several_steps_stay_equal() -> None:
-    model, network = keras_model_and_network(4)
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_parity_several_steps_stay_equal(activation: str) -> None:
+    model, network = keras_model_and_network(4, activation)
     generator = np.random.default_rng(4)
     for step in range(10):
         # Messages that share buckets: accumulators grow row by row.

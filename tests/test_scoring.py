@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import spamcli_imports
+from conftest import reference_activation, spamcli_imports
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,7 +191,7 @@ def reference_scores(network: Any, texts: list[str]) -> np.ndarray:
     values = inputs
     for layer in network.layers:
         values = values @ layer.kernel.astype(np.float64) + layer.bias
-        values = np.maximum(values, 0) if layer.activation == "relu" else 1 / (1 + np.exp(-values))
+        values = reference_activation(values, layer.activation)
     return values[:, 0]
 
 
@@ -206,6 +206,22 @@ def test_scoring_scorer_matches_the_dense_computation(
 
     np.testing.assert_allclose(scores, reference_scores(synthetic_network, TEXTS), atol=1e-6)
     assert scores[0] > 0.5 > scores[1]
+
+
+def test_scoring_leaky_relu_layers_score_as_the_dense_computation(tmp_path: Path) -> None:
+    # Both scorers: NumPy for a batch, the standard library for one text.
+    from tests.conftest import make_synthetic_network, write_synthetic_model
+
+    network = make_synthetic_network("leaky_relu")
+    network.layers[0].bias[...] = [-0.5, 0.1, -0.3]  # units below 0 for some texts
+    scorer = Scorer(write_synthetic_model(tmp_path / "leaky", network))
+    expected = reference_scores(network, TEXTS)
+
+    np.testing.assert_allclose(scorer.score_texts(TEXTS), expected, atol=1e-6)
+    for text, score in zip(TEXTS, expected, strict=True):
+        assert scorer.score_text_light(text) == pytest.approx(score, abs=1e-6)
+    relu = reference_scores(make_synthetic_network("relu"), TEXTS)
+    assert not np.allclose(expected, relu)
 
 
 def test_scoring_changed_rows_override_the_kernel(tmp_path: Path, synthetic_network: Any) -> None:
