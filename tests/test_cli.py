@@ -687,15 +687,16 @@ def test_cli_train_writes_a_model_and_a_summary(
     assert len(summary) == 3, result.stdout
     assert summary[0].startswith("trained on 100 ham and 100 spam (0 duplicates dropped)")
     assert re.search(r"best epoch [12] of 2$", summary[0])
-    assert summary[1].startswith("validation (30 messages): ROC AUC ")
+    # The newest 12 % of each class: 12 ham and 12 spam.
+    assert summary[1].startswith("validation (24 messages): ROC AUC ")
     assert summary[2] == f"saved {model_dir.absolute()}"
     assert "Epoch" in result.stderr or "epoch" in result.stderr.lower()
-    # 15 validation ham cannot resolve the default 0.1 %: a cut-off above
-    # all of them flags up to 1 in 16 new ham.
+    # 12 validation ham cannot resolve the default 0.1 %: a cut-off above
+    # all of them flags up to 1 in 13 new ham.
     assert (
-        "spamcli: 15 validation ham cannot resolve a false-positive rate of 0.10%: the "
-        "cut-off flags up to 6.25% of new ham like them; that takes 999 validation ham, "
-        "from about 6660 ham in all"
+        "spamcli: 12 validation ham cannot resolve a false-positive rate of 0.10%: the "
+        "cut-off flags up to 7.69% of new ham like them; that takes 999 validation ham, "
+        "from about 8325 ham in all"
     ) in result.stderr
     metadata = json.loads((model_dir / METADATA_FILE).read_text())
     assert metadata["hyperparameters"]["epochs"] == 2
