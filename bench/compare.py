@@ -27,7 +27,7 @@ The systems:
                 header policy), fitted on a stratified, seeded 85 % of the
                 training part (spamcli holds out the newest 15 % by Date
                 instead); its threshold chosen on the other 15 %
-                with spamcli's rule (metrics.cut_off_for_false_positive_rate,
+                with spamcli's rule (cutoffs.cut_off_for_false_positive_rate,
                 target rate 0.001, floor 0.5); in this process
     bogofilter  `bogofilter -C -d DB -s -b` / `-n -b` on the training files,
                 then `bogofilter -C -d DB -TT -b` on the test files; its

@@ -68,9 +68,13 @@ WEIGHTS_FILE = "weights.npz"
 REQUIRED_FILES = (METADATA_FILE, KERNEL_FILE, WEIGHTS_FILE)
 # Written by `spamcli learn` (see learning.py).
 LEARNED_FILE = "learned.jsonl"
+# Written by `spamcli train`, rewritten by `spamcli learn`: the held-out
+# messages that set the cut-offs (calibration.py). Folders without it keep
+# their cut-offs where train set them.
+CALIBRATION_FILE = "calibration.npz"
 # Files of a model folder that spamcli writes; anything else in the folder
 # (a model card, notes) is kept by learn and replaced by train.
-MODEL_FILES = frozenset({*REQUIRED_FILES, LEARNED_FILE})
+MODEL_FILES = frozenset({*REQUIRED_FILES, LEARNED_FILE, CALIBRATION_FILE})
 
 FIRST_LAYER = "dense_0"
 FIRST_KERNEL = f"{FIRST_LAYER}.kernel"
@@ -427,7 +431,7 @@ def open_weights(model_dir: str | Path, metadata: dict[str, Any]) -> ModelWeight
     if (
         rows_shape is None
         or len(rows_shape) != 1
-        or weights_file.dtype(CHANGED_ROWS) != _UINT32
+        or weights_file.dtype(CHANGED_ROWS) != UINT32
         or values_shape != (rows_shape[0], network.layers[0].units)
         or weights_file.shape(CHANGED_ACCUMULATOR_ROWS) != rows_shape
     ):
@@ -481,7 +485,7 @@ def write_npz_bytes(path: Path, arrays: dict[str, tuple[str, tuple[int, ...], by
 
     with interruption.deferred(), zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, (dtype, shape, data) in arrays.items():
-            if dtype not in (_FLOAT32, _UINT32) or len(data) != 4 * math.prod(shape):
+            if dtype not in (FLOAT32, UINT32) or len(data) != 4 * math.prod(shape):
                 raise ValueError(f"{name}: {len(data)} bytes do not hold a {dtype} {shape} array")
             shape_text = f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
             header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape_text}, }}"
@@ -507,8 +511,9 @@ def link_or_copy(source: Path, destination: Path) -> None:
 
 # The .npy files np.savez writes: little-endian float32, C order.
 _NPY_MAGIC = b"\x93NUMPY"
-_FLOAT32 = "<f4"
-_UINT32 = "<u4"
+# The two array types the folder's .npz files hold.
+FLOAT32 = "<f4"
+UINT32 = "<u4"
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 
@@ -585,7 +590,7 @@ class WeightsFile:
         shape = header.get("shape")
         dtype = header.get("descr")
         if (
-            dtype not in (_FLOAT32, _UINT32)
+            dtype not in (FLOAT32, UINT32)
             or header.get("fortran_order") is not False
             or not isinstance(shape, tuple)
             or not all(isinstance(size, int) and size >= 0 for size in shape)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
+from spamcli.calibration import Calibration
 from spamcli.config import HAM, SPAM, TrainingConfig
 from spamcli.corpus import RawMessage, ReadFailure
 from spamcli.errors import InputError, ModelError
@@ -230,10 +231,18 @@ class Learner:
         self.metadata = artifacts.read_metadata(self.model_dir)
         self.header_policy: str = self.metadata["header_policy"]
         self.network: Any
-        if expected_messages is not None and _light_enough(self.metadata, expected_messages):
+        # The held-out messages that set the cut-offs (None: the folder has
+        # none, and its cut-offs stay where train set them).
+        self.calibration = Calibration.read(self.model_dir)
+        self._light = expected_messages is not None and _light_enough(
+            self.metadata, expected_messages
+        )
+        if self._light:
             from spamcli.online_light import LightNetwork
 
             self.network = LightNetwork(self.model_dir, self.metadata)
+            # Each step moves the kept messages' row sums as it goes.
+            self.network.calibration = self.calibration
         else:
             from spamcli.online import Network
 
@@ -298,6 +307,14 @@ class Learner:
         model_path = self.model_dir
         metadata = dict(self.metadata)
         compacted = False
+        if self.calibration is not None:
+            # The cut-offs follow the held-out messages learning has moved.
+            if not self._light:
+                self.calibration.refresh(self.network)
+            threshold, ham_cutoff = self.calibration.cut_offs(self.network, metadata)
+            metadata["threshold"] = threshold
+            if ham_cutoff is not None:
+                metadata["ham_cutoff"] = ham_cutoff
 
         def write_contents(directory: Path) -> None:
             nonlocal compacted
@@ -305,6 +322,8 @@ class Learner:
             # evaluation log) are kept.
             artifacts.copy_kept_files(model_path, directory, artifacts.MODEL_FILES)
             metadata["weights"], compacted = self.network.write(directory)
+            if self.calibration is not None:
+                self.calibration.write(directory)
             metadata["learned"] = _learned_summary(
                 self.learned,
                 _append_learned(model_path, directory, self._stored_bytes, self._new_records),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from spamcli.config import HAM, MINIMUM_THRESHOLD, SPAM, UNSURE
+from spamcli.cutoffs import (  # noqa: F401 (here for the callers of metrics)
+    THRESHOLD_MARGIN,
+    cut_off_for_false_positive_rate,
+    threshold_for_false_positive_rate,
+    threshold_for_recall,
+)
 
 
 def classification_metrics(
@@ -76,79 +81,6 @@ def confusion_matrix(
         label: {verdict: int(np.sum(rows & flagged)) for verdict, flagged in verdicts.items()}
         for label, rows in ((HAM, ~truth), (SPAM, truth))
     }
-
-
-THRESHOLD_MARGIN = 1e-6
-
-
-def threshold_for_false_positive_rate(
-    ham_scores: Sequence[float] | np.ndarray, target_rate: float, minimum: float
-) -> float:
-    """The lowest cut-off at which at most ``target_rate`` of these ham are flagged."""
-    ordered = np.sort(np.asarray(ham_scores, dtype=np.float64))[::-1]
-    allowed = int(np.floor(target_rate * ordered.size))
-    if allowed >= ordered.size:
-        return minimum
-    # Just above the first ham that may not be flagged: by a margin wider
-    # than the rounding differences between ways of computing a score (the
-    # Keras model, and scoring.py's two paths, differ by 1e-7 at most).
-    cut_off = float(ordered[allowed]) + THRESHOLD_MARGIN
-    return min(max(cut_off, minimum), 1.0)
-
-
-def cut_off_for_false_positive_rate(
-    is_spam: Sequence[bool] | np.ndarray,
-    scores: Sequence[float] | np.ndarray,
-    target_rate: float,
-    minimum: float,
-) -> float:
-    """train's spam cut-off: midway, in log-odds, between the lowest cut-off
-    (at least ``minimum``) that flags at most ``target_rate`` of these ham and
-    the lowest of these spam it catches.
-
-    Every cut-off in that gap flags the same ham and spam. The lowest sits
-    just above a ham, so that a new ham scoring a little higher (as new mail,
-    and mail after learning, does) is flagged; the highest sits just below a
-    spam, so that a new spam scoring a little lower is missed. Midway gives
-    both the same room, as a maximum-margin classifier does.
-    """
-    truth = np.asarray(is_spam, dtype=bool)
-    values = np.asarray(scores, dtype=np.float64)
-    lowest = threshold_for_false_positive_rate(values[~truth], target_rate, minimum)
-    caught = values[truth & (values >= lowest)]
-    if not caught.size:
-        return lowest
-    # Below the lowest spam it catches by the same margin, so that every way
-    # of computing that spam's score still flags it.
-    highest = min(float(caught.min()) - THRESHOLD_MARGIN, 1.0)
-    # At a lowest of 0 (a minimum of 0 and no ham) its log-odds are minus
-    # infinity, and so is the midpoint's.
-    if highest <= lowest or lowest <= 0.0:
-        return lowest
-    # Midway in log-odds is where the odds are the geometric mean of the two
-    # odds; both ends lie strictly between 0 and 1 here.
-    odds_against = math.sqrt((1.0 - lowest) * (1.0 - highest) / (lowest * highest))
-    return min(max(1.0 / (1.0 + odds_against), lowest), highest)
-
-
-def threshold_for_recall(
-    spam_scores: Sequence[float] | np.ndarray, target_recall: float, minimum: float = 0.0
-) -> float:
-    """The highest cut-off at which at least ``target_recall`` of these spam are flagged.
-
-    Just below the score of the spam that must still be flagged, by the same
-    margin as above, so that every way of computing its score flags it.
-    """
-    if not 0.0 < target_recall <= 1.0:
-        raise ValueError("target_recall must be above 0 and at most 1")
-    ordered = np.sort(np.asarray(spam_scores, dtype=np.float64))[::-1]
-    if not ordered.size:
-        return minimum
-    # The 1e-9 absorbs the rounding of target_recall * size (0.95 * 20 is
-    # 19.000000000000004), which would otherwise demand one spam too many.
-    required = max(1, int(np.ceil(target_recall * ordered.size - 1e-9)))
-    cut_off = float(ordered[required - 1]) - THRESHOLD_MARGIN
-    return min(max(cut_off, minimum), 1.0)
 
 
 # The spam cut-offs a sweep shows (``sweep_cutoffs``): every 0.05 from 0.05

@@ -52,6 +52,8 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
     layers = network_entry["layers"]
     threshold = float(metadata["threshold"])
     ham_cutoff = float(metadata.get("ham_cutoff", threshold))
+    rule = metadata.get("threshold_rule")
+    at_training = rule.get("threshold_at_training") if isinstance(rule, dict) else None
     evaluations, unreadable = read_evaluations(model_path)
     return {
         "model_dir": str(model_path.absolute()),
@@ -70,6 +72,9 @@ def model_card(model_dir: str | Path) -> dict[str, Any]:
             "spam": threshold,
             "ham": ham_cutoff,
             "unsure_band": ham_cutoff < threshold,
+            # Where train set the spam cut-off, before learning moved it
+            # (calibration.py); None for a folder whose cut-off stays put.
+            "spam_at_training": at_training if isinstance(at_training, float) else None,
             "new_ham_flagged_at_most": false_positive_rate_bound(metadata.get("validation")),
         },
         "validation": metadata.get("validation"),

@@ -229,11 +229,49 @@ class Network:
         self.messages_learned += 1
         return probability
 
+    def row_sum(self, buckets: Sequence[int]) -> list[float]:
+        """The sum of the first kernel's rows of these buckets (calibration.py)."""
+        return [float(value) for value in self._row_sum(np.asarray(buckets, dtype=np.intp))]
+
+    def log_odds_of_row_sum(self, row_sum: Sequence[float], count: int) -> float:
+        """The log-odds of a message of COUNT buckets whose rows sum to ROW_SUM."""
+        total = np.asarray(row_sum, dtype=np.float64)
+        return float(self._from_row_sum(total, count)[1][-1][0])
+
+    def bucket_groups(self, lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """LISTS of buckets, ready for group_row_sums: all of them in one
+        array, and where each list starts."""
+        sizes = np.array([len(values) for values in lists], dtype=np.intp)
+        flat = np.fromiter((bucket for values in lists for bucket in values), dtype=np.intp)
+        return flat, np.concatenate(([0], np.cumsum(sizes)))
+
+    def group_row_sums(self, groups: tuple[np.ndarray, np.ndarray]) -> list[list[float]]:
+        """row_sum of every list of bucket_groups, in one gather: 16 held-out
+        messages of 10,000 buckets in all took 1.1 ms one at a time, the
+        conversion of each list to an array the most of it."""
+        flat, bounds = groups
+        units = self.first_kernel.shape[1]
+        if not flat.size:
+            return [[0.0] * units for _start in bounds[1:]]
+        starts = np.minimum(bounds[:-1], flat.size - 1)
+        sums = np.add.reduceat(self.first_kernel[flat], starts, axis=0, dtype=np.float64)
+        # reduceat gives an empty list the row at its start instead of nothing.
+        sums[bounds[1:] == bounds[:-1]] = 0.0
+        return sums.tolist()
+
+    def _row_sum(self, buckets: np.ndarray) -> np.ndarray:
+        kernel = self.first_kernel
+        if not buckets.size:
+            return np.zeros(kernel.shape[1], dtype=np.float64)
+        return kernel[buckets].sum(axis=0, dtype=np.float64)
+
     def _forward(self, buckets: np.ndarray) -> tuple[float, list[np.ndarray]]:
         """The probability and every layer's pre-activation, in float64."""
+        return self._from_row_sum(self._row_sum(buckets), buckets.size)
+
+    def _from_row_sum(self, total: np.ndarray, count: int) -> tuple[float, list[np.ndarray]]:
         first = self.layers[0]
-        total = first.kernel[buckets].sum(axis=0, dtype=np.float64) if buckets.size else 0.0
-        pre_activation = total * input_value(buckets.size) + first.bias
+        pre_activation = total * input_value(count) + first.bias
         activations = [np.asarray(pre_activation, dtype=np.float64)]
         for layer, slope in zip(self.layers[1:], self._slopes, strict=True):
             below = _activate(activations[-1], slope)

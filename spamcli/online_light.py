@@ -20,7 +20,7 @@ import math
 import operator
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spamcli import artifacts
 from spamcli.artifacts import (
@@ -32,6 +32,9 @@ from spamcli.artifacts import (
     slope_below_zero,
 )
 from spamcli.features import input_value
+
+if TYPE_CHECKING:
+    from spamcli.calibration import Calibration
 
 # A learn of more messages than this imports NumPy: past a few messages the
 # vectorised step is faster than the import is slow.
@@ -77,6 +80,10 @@ class LightNetwork:
             self.accumulators[name] = accumulator
         learned = artifacts.weights_entry(metadata).get("messages_learned", 0)
         self.messages_learned = learned if isinstance(learned, int) else 0
+        # The held-out messages whose row sums each step moves (learning.py
+        # sets it where the folder has them); NumPy's network instead has
+        # them computed anew (calibration.Calibration.refresh).
+        self.calibration: Calibration | None = None
 
     @property
     def changed_count(self) -> int:
@@ -97,12 +104,22 @@ class LightNetwork:
             return self._weights_file.element(CHANGED_ACCUMULATOR_ROWS, position)
         return self._kernel_file.element(FIRST_ACCUMULATOR, index)
 
-    def _forward(self, buckets: list[int]) -> tuple[float, list[list[float]]]:
-        units = self.spec.layers[0].units
-        total = [0.0] * units
+    def row_sum(self, buckets: list[int]) -> list[float]:
+        """As online.Network.row_sum."""
+        total = [0.0] * self.spec.layers[0].units
         for index in buckets:
             total = list(map(operator.add, total, self._row(index)))
-        scale = input_value(len(buckets))
+        return total
+
+    def log_odds_of_row_sum(self, row_sum: list[float], count: int) -> float:
+        """As online.Network.log_odds_of_row_sum."""
+        return self._from_row_sum(row_sum, count)[1][-1][0]
+
+    def _forward(self, buckets: list[int]) -> tuple[float, list[list[float]]]:
+        return self._from_row_sum(self.row_sum(buckets), len(buckets))
+
+    def _from_row_sum(self, total: list[float], count: int) -> tuple[float, list[list[float]]]:
+        scale = input_value(count)
         bias = self.variables["dense_0.bias"][0]
         activations = [[value * scale + b for value, b in zip(total, bias, strict=True)]]
         for layer_index in range(1, len(self.spec.layers)):
@@ -162,14 +179,17 @@ class LightNetwork:
             return
         increment = sum(g * g for g in row_gradient) / len(row_gradient)
         rate, epsilon = self.rule.learning_rate, self.rule.epsilon
+        scales = {}
         for index in buckets:
             updated = self._row_accumulator(index) + increment
             self._row_accumulators[index] = _float32(updated)
-            scale = rate / math.sqrt(updated + epsilon)
+            scale = scales[index] = rate / math.sqrt(updated + epsilon)
             self._rows[index] = [
                 _float32(value - scale * g)
                 for value, g in zip(self._row(index), row_gradient, strict=True)
             ]
+        if self.calibration is not None:
+            self.calibration.moved(scales, row_gradient)
 
     def write(self, directory: Path) -> tuple[dict[str, Any], bool]:
         """As online.Network.write, never compacting: weights.npz anew,

@@ -8,7 +8,11 @@ figures are those of the verdicts given before each message was learned
 learned it.
 
 The model the replay starts from is never written: its weights are read
-into memory (online.Network) and learned there.
+into memory (online.Network) and learned there. Where the folder keeps the
+held-out messages that set its cut-off (calibration.py), the cut-off moves
+after each message learned, as ``spamcli learn`` moves it, and each verdict
+is given at the cut-off in force; the figures at the cut-off are those of
+these verdicts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from spamcli import artifacts
+from spamcli.calibration import Calibration
 from spamcli.config import HAM, SPAM, TrainingConfig
 from spamcli.corpus import ReadFailure, load_corpus
 from spamcli.evaluation import model_metrics
@@ -49,13 +54,14 @@ class ReplayedMessage:
     score: float  # before the message was learned
     verdict: str
     learned: bool
+    cut_off: float  # the spam cut-off its verdict was given at
 
 
 @dataclass
 class ReplayReport:
     messages: list[ReplayedMessage]
     metrics: dict[str, Any]
-    threshold: float
+    threshold: float  # the spam cut-off at the start
     started_from: str
     order: str
     train_on: str
@@ -81,16 +87,19 @@ def replay(
     that has learned nothing (SCRATCH: the settings of ``spamcli train``),
     in ORDER; learn each message after its verdict (TRAIN_ON ``everything``)
     or only the misclassified ones (``error``). The metrics are evaluate's
-    (evaluation.model_metrics, with ``sweep``); ``plots_dir``: evaluate's
-    figures and learning_curve.png, the errors in each window of
-    CURVE_WINDOW messages."""
+    (evaluation.model_metrics, with ``sweep``), at the cut-off the model
+    starts with, and, where it moves, metrics["moving_cut_off"]: the
+    verdicts' counts; ``plots_dir``: evaluate's figures and
+    learning_curve.png, the errors in each window of CURVE_WINDOW messages."""
     if order not in ORDERS or train_on not in TRAIN_ON:
         raise ValueError(f"order must be one of {ORDERS} and train_on one of {TRAIN_ON}")
     if (model_dir is None) == (scratch is None):
         raise ValueError("give a model folder or the settings of a network from scratch")
     started = time.monotonic()
+    calibration: Calibration | None = None
     if model_dir is not None:
         metadata = artifacts.read_metadata(model_dir)
+        calibration = Calibration.read(model_dir)
         network = Network.from_folder(model_dir, metadata)
         header_policy = metadata["header_policy"]
         threshold = float(metadata["threshold"])
@@ -110,6 +119,7 @@ def replay(
     keyed.sort(key=lambda pair: pair[0])
     replayed: list[ReplayedMessage] = []
     learn_seconds = 0.0
+    cut_off = threshold
     features = network.spec.features
     for _key, message in keyed:
         indices = feature_array(
@@ -117,16 +127,23 @@ def replay(
         )
         is_spam = message.label == SPAM
         score = network.score(indices)
-        verdict = SPAM if score >= threshold else HAM
+        verdict = SPAM if score >= cut_off else HAM
         learned = train_on == "everything" or verdict != message.label
+        replayed.append(
+            ReplayedMessage(message.source, message.label, score, verdict, learned, cut_off)
+        )
         if learned:
             learn_started = time.monotonic()
             network.learn(indices, float(is_spam))
+            if calibration is not None:
+                calibration.refresh(network)
+                cut_off = calibration.cut_offs(network, metadata)[0]
             learn_seconds += time.monotonic() - learn_started
-        replayed.append(ReplayedMessage(message.source, message.label, score, verdict, learned))
     is_spam_array = np.array([message.label == SPAM for message in replayed], dtype=bool)
     scores = np.array([message.score for message in replayed], dtype=np.float64)
     metrics = model_metrics(is_spam_array, scores, Cutoffs(threshold, threshold), sweep)
+    if calibration is not None:
+        metrics["moving_cut_off"] = verdict_counts(replayed, cut_off)
     if plots_dir is not None:
         metrics["plots"] = [
             str(path) for path in _plot(plots_dir, is_spam_array, scores, threshold, replayed)
@@ -160,6 +177,25 @@ def _plot(
         *write_plots(plots_dir, series),
         write_learning_curve(plots_dir, learning_curve(replayed)),
     ]
+
+
+def verdict_counts(replayed: Sequence[ReplayedMessage], last_cut_off: float) -> dict[str, Any]:
+    """The two-way figures of the verdicts as given, each at the cut-off in
+    force then, and the first and LAST_CUT_OFF, the one the replay ended with."""
+    flagged_ham = sum(m.label != SPAM and m.verdict == SPAM for m in replayed)
+    caught = sum(m.label == SPAM and m.verdict == SPAM for m in replayed)
+    ham = sum(m.label != SPAM for m in replayed)
+    spam = len(replayed) - ham
+    return {
+        "false_positives": flagged_ham,
+        "true_positives": caught,
+        "false_negatives": spam - caught,
+        "true_negatives": ham - flagged_ham,
+        "recall": caught / spam if spam else None,
+        "false_positive_rate": flagged_ham / ham if ham else None,
+        "first_threshold": replayed[0].cut_off if replayed else None,
+        "last_threshold": last_cut_off,
+    }
 
 
 def learning_curve(replayed: Sequence[ReplayedMessage]) -> list[dict[str, int]]:

@@ -46,16 +46,13 @@ import numpy as np
 
 from spamcli import __version__, artifacts, distributed, interruption
 from spamcli.artifacts import LayerSpec, NetworkSpec
-from spamcli.config import MINIMUM_THRESHOLD, TrainingConfig
+from spamcli.calibration import Calibration
+from spamcli.config import TrainingConfig
 from spamcli.corpus import ReadFailure
+from spamcli.cutoffs import model_cut_offs
 from spamcli.errors import ModelError
 from spamcli.features import FeatureSpec, feature_array, input_value
-from spamcli.metrics import (
-    classification_metrics,
-    cut_off_for_false_positive_rate,
-    threshold_for_false_positive_rate,
-    threshold_for_recall,
-)
+from spamcli.metrics import classification_metrics
 from spamcli.reading import read_labelled, shard_of
 
 # The Keras model and the NumPy network it is copied into must agree; above
@@ -269,19 +266,28 @@ def train(
     network.messages_learned = 0
     weights_sha256 = network_sha256(network)
 
-    if config.target_recall is not None:
-        threshold = threshold_for_recall(
-            validation_scores[validation_is_spam], config.target_recall
-        )
-        threshold_rule: dict[str, Any] = {"target_recall": config.target_recall}
-    else:
-        threshold = cut_off_for_false_positive_rate(
-            validation_is_spam,
-            validation_scores,
-            config.target_false_positive_rate,
-            MINIMUM_THRESHOLD,
-        )
-        threshold_rule = {"target_false_positive_rate": config.target_false_positive_rate}
+    threshold, ham_cutoff = model_cut_offs(
+        validation_is_spam.tolist(),
+        validation_scores.tolist(),
+        config.target_false_positive_rate,
+        config.target_recall,
+        config.unsure_rate,
+    )
+    threshold_rule: dict[str, Any] = (
+        {"target_recall": config.target_recall}
+        if config.target_recall is not None
+        else {"target_false_positive_rate": config.target_false_positive_rate}
+    )
+    # The held-out messages nearest the cut-offs, for learn to move them by.
+    threshold_rule["moved_by_learning"] = artifacts.CALIBRATION_FILE
+    threshold_rule["threshold_at_training"] = threshold
+    calibration = Calibration.of_held_out(
+        validation_is_spam.tolist(),
+        validation_scores.tolist(),
+        [example.indices.tolist() for example in validation_part],
+        [threshold] if ham_cutoff is None else [threshold, ham_cutoff],
+        network,
+    )
     features_entry, network_entry = artifacts.network_metadata(spec)
     metadata: dict[str, Any] = {
         "format_version": artifacts.FORMAT_VERSION,
@@ -314,16 +320,8 @@ def train(
             "workers": 1 if cluster is None else cluster.workers,
         },
     }
-    if config.unsure_rate is not None:
-        # The same rule as the threshold, at a looser rate: the lowest
-        # cut-off that leaves at most unsure_rate of validation ham at or
-        # above it, never above the threshold.
-        metadata["ham_cutoff"] = min(
-            threshold_for_false_positive_rate(
-                validation_scores[~validation_is_spam], config.unsure_rate, 0.0
-            ),
-            threshold,
-        )
+    if ham_cutoff is not None:
+        metadata["ham_cutoff"] = ham_cutoff
     metadata["validation"] = classification_metrics(
         validation_is_spam, validation_scores, threshold
     )
@@ -332,6 +330,7 @@ def train(
         if add_to_folder is not None:
             add_to_folder(directory, metadata)
         metadata["weights"], _compacted = network.write(directory)
+        calibration.write(directory)
         artifacts.write_metadata(directory, metadata)
 
     saved = cluster is None or cluster.is_chief

@@ -391,6 +391,23 @@ def make_synthetic_network(activation: str = "relu") -> Any:
     return network
 
 
+def write_roomy_model(model_dir: Path, activation: str = "relu") -> tuple[Path, Any]:
+    """A model folder of 2**16 buckets learning from scratch, far from
+    compaction as a real one is, so that a learn of a message takes the
+    standard-library path; and its network."""
+    from spamcli.artifacts import LayerSpec, NetworkSpec
+    from spamcli.config import LearningRule
+    from spamcli.features import FeatureSpec
+    from spamcli.online import Network
+
+    spec = NetworkSpec(
+        FeatureSpec(bits=16, max_tokens=100),
+        [LayerSpec("dense_0", 4, activation), LayerSpec("dense_1", 1, "sigmoid")],
+    )
+    network = Network.from_scratch(spec, LearningRule(), 1)
+    return write_synthetic_model(model_dir, network), network
+
+
 def write_synthetic_model(model_dir: Path, network: Any = None) -> Path:
     """Fill MODEL_DIR with a complete hand-made model folder (see above)."""
     network = network or make_synthetic_network()

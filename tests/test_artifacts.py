@@ -24,6 +24,7 @@ from conftest import write_synthetic_model
 
 from spamcli import artifacts
 from spamcli.artifacts import (
+    CALIBRATION_FILE,
     CHANGED_ROWS,
     FIRST_KERNEL,
     FORMAT_VERSION,
@@ -703,7 +704,9 @@ def test_artifacts_trained_folder_describes_itself(
 ) -> None:
     metadata = read_metadata(trained_model_dir)
 
-    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(REQUIRED_FILES)
+    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(
+        [*REQUIRED_FILES, CALIBRATION_FILE]
+    )
     assert metadata["format_version"] == FORMAT_VERSION
     assert metadata["header_policy"] == tiny_config.header_policy
     assert metadata["hyperparameters"]["bits"] == tiny_config.bits

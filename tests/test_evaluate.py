@@ -592,7 +592,11 @@ def test_train_target_recall_meets_the_recall_on_validation(
     report = train(tmp_path / "model", sources=[corpus_dir], config=config)
 
     metadata = json.loads((report.model_dir / METADATA_FILE).read_text())
-    assert metadata["threshold_rule"] == {"target_recall": 0.9}
+    assert metadata["threshold_rule"] == {
+        "target_recall": 0.9,
+        "moved_by_learning": "calibration.npz",
+        "threshold_at_training": metadata["threshold"],
+    }
     assert metadata["hyperparameters"]["target_recall"] == 0.9
     assert metadata["validation"]["recall"] >= 0.9
     assert metadata["validation"]["threshold"] == metadata["threshold"] == report.threshold
@@ -601,7 +605,11 @@ def test_train_target_recall_meets_the_recall_on_validation(
 def test_train_records_the_false_positive_rule(trained_model_dir: Path) -> None:
     metadata = json.loads((trained_model_dir / METADATA_FILE).read_text())
 
-    assert metadata["threshold_rule"] == {"target_false_positive_rate": 0.001}
+    assert metadata["threshold_rule"] == {
+        "target_false_positive_rate": 0.001,
+        "moved_by_learning": "calibration.npz",
+        "threshold_at_training": metadata["threshold"],
+    }
     assert metadata["hyperparameters"]["target_recall"] is None
 
 

@@ -119,6 +119,8 @@ def test_info_json_is_the_card(
         "spam": metadata["threshold"],
         "ham": metadata["threshold"],
         "unsure_band": False,
+        # Nothing learned yet: where train set it.
+        "spam_at_training": metadata["threshold"],
         "new_ham_flagged_at_most": (metadata["validation"]["false_positives"] + 1)
         / (metadata["validation"]["ham"] + 1),
     }

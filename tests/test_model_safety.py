@@ -31,6 +31,7 @@ from click.testing import CliRunner, Result
 
 from spamcli import artifacts
 from spamcli.artifacts import (
+    CALIBRATION_FILE,
     CHANGED_ROWS,
     FIRST_KERNEL,
     KERNEL_FILE,
@@ -588,9 +589,12 @@ def test_model_safety_arrays_of_another_type_are_refused(
 
 
 def test_model_safety_folder_holds_only_json_and_plain_arrays(trained_model_dir: Path) -> None:
-    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(REQUIRED_FILES)
+    assert sorted(path.name for path in trained_model_dir.iterdir()) == sorted(
+        [*REQUIRED_FILES, CALIBRATION_FILE]
+    )
     assert isinstance(json.loads((trained_model_dir / METADATA_FILE).read_text("utf-8")), dict)
-    for name in NPZ_FILES:
+    # calibration.npz is read by learn alone (tests/test_calibration.py).
+    for name in (*NPZ_FILES, CALIBRATION_FILE):
         with zipfile.ZipFile(trained_model_dir / name) as archive:
             members = archive.infolist()
             assert members, name

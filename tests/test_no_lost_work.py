@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -35,6 +36,21 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT)}
 SPAMCLI = [sys.executable, "-m", "spamcli"]
 TRAINING_TIMEOUT = 300
+
+
+# A line TensorFlow's C++ runtime logs ("W0000 00:00:1796649652.245997
+# 17776 generator_dataset_op.cc:113] ..."), and its continuation lines.
+_TENSORFLOW_LOG = re.compile(r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]|\t")
+
+
+def spamcli_lines(output: str) -> list[str]:
+    """OUTPUT's lines but TensorFlow's own log lines: interrupted while
+    fitting, TensorFlow sometimes logs a GeneratorDataset iterator it could
+    not finalize as the interpreter shuts down, after spamcli's last line
+    (in 2 of 3 runs of the six cases, 2026-12-07)."""
+    return [
+        line for line in output.rstrip().splitlines() if line and not _TENSORFLOW_LOG.match(line)
+    ]
 
 
 def listing(folder: Path) -> dict[str, bytes]:
@@ -154,7 +170,7 @@ def assert_interrupted_cleanly(
         stream.close()
 
     assert process.returncode == 1, output
-    assert output.rstrip().endswith("Aborted!"), output
+    assert spamcli_lines(output)[-1] == "Aborted!", output
     assert "Traceback" not in output
     assert listing(model_dir) == before_files
     assert staging_folders(model_dir) == []

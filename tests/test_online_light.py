@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import spamcli_imports
+from conftest import spamcli_imports, write_roomy_model
 
 from spamcli import artifacts
 from spamcli.features import feature_indices
@@ -91,19 +91,7 @@ def test_online_light_steps_and_writes_what_numpy_does(
 def test_online_light_learn_of_one_message_imports_no_numpy(
     tmp_path: Path, heldout_dir: Path
 ) -> None:
-    # A model of 2**16 buckets: far from compaction, as a real one is.
-    from spamcli.artifacts import LayerSpec, NetworkSpec
-    from spamcli.config import LearningRule
-    from spamcli.features import FeatureSpec
-    from tests.conftest import write_synthetic_model
-
-    spec = NetworkSpec(
-        FeatureSpec(bits=16, max_tokens=100),
-        [LayerSpec("dense_0", 4, "relu"), LayerSpec("dense_1", 1, "sigmoid")],
-    )
-    model_copy = write_synthetic_model(
-        tmp_path / "model", Network.from_scratch(spec, LearningRule(), 1)
-    )
+    model_copy, _network = write_roomy_model(tmp_path / "model")
     message = sorted((heldout_dir / "spam").iterdir())[0]
     lines, errors = spamcli_imports(
         ["learn", "--ham", str(message), "-m", str(model_copy)], ["numpy"]

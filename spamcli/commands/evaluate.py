@@ -321,6 +321,13 @@ def _evaluate_online(
         comparison["plots"] = plots
     for line in _evaluation_lines(comparison, sweep):
         click.echo(line)
+    moving = result.get("moving_cut_off")
+    if moving is not None:
+        click.echo(
+            f"the verdicts, the cut-off moving with learning ({moving['first_threshold']:.4f} "
+            f"at the start, {moving['last_threshold']:.4f} at the end): "
+            f"{moving['false_positives']} ham flagged, {moving['false_negatives']} spam missed"
+        )
     click.echo(
         "errors per 100 messages: "
         + " ".join(
@@ -587,6 +594,11 @@ def _card_lines(card: dict[str, Any]) -> Iterator[str]:
     yield from _rows(
         [
             ("spam", f"{cutoffs['spam']:.6g} (at or above: spam)"),
+            *(
+                [("spam at training", f"{cutoffs['spam_at_training']:.6g} (learning moves it)")]
+                if cutoffs.get("spam_at_training") is not None
+                else []
+            ),
             (
                 "ham",
                 f"{cutoffs['ham']:.6g} (below: ham; between: unsure)"
