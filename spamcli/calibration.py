@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 
 from spamcli import artifacts, cutoffs
 from spamcli.artifacts import CALIBRATION_FILE
+from spamcli.config import TARGET_FALSE_POSITIVE_RATE
 from spamcli.errors import ModelError
 
 # Kept messages a cut-off: the held-out messages nearest it in log-odds.
@@ -84,6 +86,8 @@ class Calibration:
         self._bucket_sets: list[set[int]] | None = None
         # The buckets as online.Network.bucket_groups gives them, once.
         self._groups: Any = None
+        # The folder read from (None: made by train).
+        self.model_dir: Path | None = None
 
     @classmethod
     def of_held_out(
@@ -144,17 +148,24 @@ class Calibration:
         ):
             now = network.log_odds_of_row_sum(row_sum, len(values))
             scores[position] = probability(log_odds(scores[position]) + now - reference)
-        settings = metadata.get("hyperparameters", {})
+        settings = metadata.get("hyperparameters")
+        settings = settings if isinstance(settings, dict) else {}
+        rate = settings.get("target_false_positive_rate", TARGET_FALSE_POSITIVE_RATE)
+        recall, unsure = settings.get("target_recall"), settings.get("unsure_rate")
+        if not all(
+            isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+            for value in (rate, *(v for v in (recall, unsure) if v is not None))
+        ):
+            raise ModelError(
+                f"{self.model_dir or 'the model'}: metadata.json's target_false_positive_rate, "
+                "target_recall or unsure_rate is not a share between 0 and 1"
+            )
         threshold, ham_cutoff = cutoffs.model_cut_offs(
-            self.is_spam,
-            scores,
-            float(settings.get("target_false_positive_rate", 0.001)),
-            settings.get("target_recall"),
-            settings.get("unsure_rate"),
+            self.is_spam, scores, float(rate), recall, unsure
         )
         rule = metadata.get("threshold_rule")
         floor = rule.get("threshold_at_training") if isinstance(rule, dict) else None
-        if settings.get("target_recall") is None and isinstance(floor, float):
+        if recall is None and isinstance(floor, float):
             # Held-out ham that learning pushed down say little about new
             # ham, which it has not learned: the cut-off rises with the
             # held-out mail but never falls below train's. Left to fall, it
@@ -172,7 +183,8 @@ class Calibration:
         """MODEL_DIR's calibration.npz, or None where it has none (a folder
         trained before it was written, such as the built-in model)."""
         path = Path(model_dir) / CALIBRATION_FILE
-        if not path.exists():
+        # lexists: a link in its place is refused by WeightsFile, not skipped.
+        if not os.path.lexists(path):
             return None
         arrays = artifacts.WeightsFile(path)
         try:
@@ -202,7 +214,7 @@ class Calibration:
         except (KeyError, ValueError, TypeError, struct.error) as error:
             raise ModelError(f"{path}: not a calibration file spamcli wrote ({error})") from None
         units = sums_shape[1]
-        return cls(
+        calibration = cls(
             [bool(value) for value in _unpack(arrays, HELD_OUT_IS_SPAM, "I")],
             _unpack(arrays, HELD_OUT_SCORES, "f"),
             positions,
@@ -210,6 +222,8 @@ class Calibration:
             _unpack(arrays, KEPT_REFERENCE, "f"),
             [flat_sums[row * units : (row + 1) * units] for row in range(kept)],
         )
+        calibration.model_dir = Path(model_dir)
+        return calibration
 
     def write(self, directory: Path) -> None:
         """calibration.npz in DIRECTORY (a staging folder)."""

@@ -177,12 +177,29 @@ def _damage(path: Path, kind: str) -> None:
     elif kind == "fifo":
         path.unlink()
         os.mkfifo(path)
+    elif kind == "link to a good copy":
+        path.rename(path.with_name("elsewhere.npz"))
+        path.symlink_to(path.with_name("elsewhere.npz"))
+    elif kind == "dangling link":
+        path.unlink()
+        path.symlink_to(path.with_name("nowhere.npz"))
     else:
         path.unlink()
         path.mkdir()
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "object array", "fifo", "folder"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "garbage",
+        "truncated",
+        "object array",
+        "fifo",
+        "folder",
+        "link to a good copy",
+        "dangling link",
+    ],
+)
 def test_a_damaged_calibration_file_stops_learn_and_changes_nothing(
     model_copy: Path, runner: CliRunner, message_file: Any, kind: str
 ) -> None:
@@ -199,7 +216,24 @@ def test_a_damaged_calibration_file_stops_learn_and_changes_nothing(
 
 
 def _contents(path: Path) -> bytes | str:
+    if path.is_symlink():
+        return f"a link to {os.readlink(path)}"
     return path.read_bytes() if path.is_file() else "not a file"
+
+
+@pytest.mark.parametrize("field", ["target_recall", "unsure_rate", "target_false_positive_rate"])
+def test_a_rule_that_is_no_share_stops_learn(
+    model_copy: Path, runner: CliRunner, message_file: Any, field: str
+) -> None:
+    metadata = artifacts.read_metadata(model_copy)
+    metadata["hyperparameters"][field] = "a lot"
+    artifacts.write_metadata(model_copy, metadata)
+    message = message_file("m.eml", generated_mail("ham", 1, seed=5)[0])
+    result = runner.invoke(cli, ["learn", "--spam", str(message), "-m", str(model_copy)])
+    assert result.exit_code != 0
+    assert "is not a share between 0 and 1" in result.output
+    assert "Traceback" not in result.output
+    assert artifacts.read_metadata(model_copy) == metadata
 
 
 def test_a_calibration_file_with_arrays_out_of_range_is_refused(model_copy: Path) -> None:
