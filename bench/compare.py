@@ -471,7 +471,7 @@ def train_sklearn(split: Split, arguments: argparse.Namespace) -> Trained:
     from sklearn.model_selection import train_test_split
 
     from spamcli.config import MINIMUM_THRESHOLD
-    from spamcli.metrics import cut_off_for_false_positive_rate
+    from spamcli.cutoffs import cut_off_for_false_positive_rate
     from spamcli.tokens import message_tokens
 
     config = TrainingConfig()

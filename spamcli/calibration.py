@@ -60,8 +60,6 @@ _PROBABILITY_FLOOR = 1e-15
 class CalibratedNetwork(Protocol):
     """What a network (online.Network, online_light.LightNetwork) offers."""
 
-    def row_sum(self, buckets: Sequence[int]) -> list[float]: ...
-
     def log_odds_of_row_sum(self, row_sum: Sequence[float], count: int) -> float: ...
 
 
@@ -96,10 +94,10 @@ class Calibration:
         scores: Sequence[float],
         buckets: Sequence[Sequence[int]],
         cut_offs: Sequence[float],
-        network: CalibratedNetwork,
+        network: Any,
     ) -> Calibration:
         """train's: the held-out messages nearest each of CUT_OFFS kept, with
-        NETWORK as training left it."""
+        NETWORK (an online.Network) as training left it."""
         kept: set[int] = set()
         for cut_off in cut_offs:
             distance = {
@@ -109,7 +107,7 @@ class Calibration:
             kept.update(sorted(distance, key=distance.__getitem__)[:NEAREST])
         positions = sorted(kept)
         kept_buckets = [list(buckets[position]) for position in positions]
-        row_sums = [network.row_sum(values) for values in kept_buckets]
+        row_sums = network.group_row_sums(network.bucket_groups(kept_buckets))
         reference = [
             network.log_odds_of_row_sum(row_sum, len(values))
             for row_sum, values in zip(row_sums, kept_buckets, strict=True)

@@ -8,12 +8,7 @@ from typing import Any
 import numpy as np
 
 from spamcli.config import HAM, MINIMUM_THRESHOLD, SPAM, UNSURE
-from spamcli.cutoffs import (  # noqa: F401 (here for the callers of metrics)
-    THRESHOLD_MARGIN,
-    cut_off_for_false_positive_rate,
-    threshold_for_false_positive_rate,
-    threshold_for_recall,
-)
+from spamcli.cutoffs import cut_off_for_false_positive_rate, threshold_for_recall
 
 
 def classification_metrics(

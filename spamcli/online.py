@@ -229,26 +229,23 @@ class Network:
         self.messages_learned += 1
         return probability
 
-    def row_sum(self, buckets: Sequence[int]) -> list[float]:
-        """The sum of the first kernel's rows of these buckets (calibration.py)."""
-        return [float(value) for value in self._row_sum(np.asarray(buckets, dtype=np.intp))]
-
     def log_odds_of_row_sum(self, row_sum: Sequence[float], count: int) -> float:
         """The log-odds of a message of COUNT buckets whose rows sum to ROW_SUM."""
         total = np.asarray(row_sum, dtype=np.float64)
         return float(self._from_row_sum(total, count)[1][-1][0])
 
     def bucket_groups(self, lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """LISTS of buckets, ready for group_row_sums: all of them in one
-        array, and where each list starts."""
+        """LISTS of buckets (messages), ready for group_row_sums: all of them
+        in one array, and where each list starts."""
         sizes = np.array([len(values) for values in lists], dtype=np.intp)
         flat = np.fromiter((bucket for values in lists for bucket in values), dtype=np.intp)
         return flat, np.concatenate(([0], np.cumsum(sizes)))
 
     def group_row_sums(self, groups: tuple[np.ndarray, np.ndarray]) -> list[list[float]]:
-        """row_sum of every list of bucket_groups, in one gather: 16 held-out
-        messages of 10,000 buckets in all took 1.1 ms one at a time, the
-        conversion of each list to an array the most of it."""
+        """The sum of the first kernel's rows of each list of bucket_groups
+        (calibration.py), in one gather: 16 held-out messages of 10,000
+        buckets in all took 1.1 ms one at a time, the conversion of each list
+        to an array the most of it."""
         flat, bounds = groups
         units = self.first_kernel.shape[1]
         if not flat.size:

@@ -104,8 +104,7 @@ class LightNetwork:
             return self._weights_file.element(CHANGED_ACCUMULATOR_ROWS, position)
         return self._kernel_file.element(FIRST_ACCUMULATOR, index)
 
-    def row_sum(self, buckets: list[int]) -> list[float]:
-        """As online.Network.row_sum."""
+    def _row_sum(self, buckets: list[int]) -> list[float]:
         total = [0.0] * self.spec.layers[0].units
         for index in buckets:
             total = list(map(operator.add, total, self._row(index)))
@@ -116,7 +115,7 @@ class LightNetwork:
         return self._from_row_sum(row_sum, count)[1][-1][0]
 
     def _forward(self, buckets: list[int]) -> tuple[float, list[list[float]]]:
-        return self._from_row_sum(self.row_sum(buckets), len(buckets))
+        return self._from_row_sum(self._row_sum(buckets), len(buckets))
 
     def _from_row_sum(self, total: list[float], count: int) -> tuple[float, list[list[float]]]:
         scale = input_value(count)

@@ -11,8 +11,9 @@ The model the replay starts from is never written: its weights are read
 into memory (online.Network) and learned there. Where the folder keeps the
 held-out messages that set its cut-off (calibration.py), the cut-off moves
 after each message learned, as ``spamcli learn`` moves it, and each verdict
-is given at the cut-off in force; the figures at the cut-off are those of
-these verdicts.
+is given at the cut-off in force; those verdicts are counted apart
+(metrics["moving_cut_off"]), the other figures staying at the cut-off the
+replay started with.
 """
 
 from __future__ import annotations

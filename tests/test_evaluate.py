@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spamcli import evaluation, metrics
+from spamcli import cutoffs, evaluation, metrics
 from spamcli.artifacts import METADATA_FILE
 from spamcli.cli import cli
 from spamcli.config import TrainingConfig
@@ -312,8 +312,8 @@ def test_metrics_threshold_sweep_is_monotonic(
 ) -> None:
     is_spam = [label for label, _ in labelled]
     scores = [score for _, score in labelled]
-    cutoffs = metrics.sweep_cutoffs(is_spam, scores)
-    rows = metrics.threshold_sweep(is_spam, scores, cutoffs, ham_cutoff, keep=0.5)
+    grid = metrics.sweep_cutoffs(is_spam, scores)
+    rows = metrics.threshold_sweep(is_spam, scores, grid, ham_cutoff, keep=0.5)
 
     thresholds = [row["threshold"] for row in rows]
     assert thresholds == sorted(thresholds) and 0.5 in thresholds
@@ -530,14 +530,14 @@ SPAM_SCORES = st.lists(st.integers(0, 1000).map(lambda step: step / 1000), min_s
 def test_metrics_threshold_for_recall_is_the_highest_that_keeps_the_recall(
     spam_scores: list[float], target_recall: float
 ) -> None:
-    threshold = metrics.threshold_for_recall(spam_scores, target_recall)
+    threshold = cutoffs.threshold_for_recall(spam_scores, target_recall)
 
     scores = np.array(spam_scores)
     assert np.mean(scores >= threshold) >= target_recall
     # Raising the cut-off past the lowest spam it flags loses the recall.
     lowest_flagged = scores[scores >= threshold].min()
     assert np.mean(scores > lowest_flagged) < target_recall
-    assert lowest_flagged - threshold == pytest.approx(metrics.THRESHOLD_MARGIN) or threshold == 0
+    assert lowest_flagged - threshold == pytest.approx(cutoffs.THRESHOLD_MARGIN) or threshold == 0
 
 
 @settings(max_examples=80, deadline=None)
@@ -550,15 +550,15 @@ def test_metrics_cut_off_for_false_positive_rate_is_midway_in_the_gap(
     ham, spam = np.array(ham_scores), np.array(spam_scores)
     is_spam = np.concatenate([np.zeros(ham.size, bool), np.ones(spam.size, bool)])
     scores = np.concatenate([ham, spam])
-    lowest = metrics.threshold_for_false_positive_rate(ham, target_rate, 0.5)
+    lowest = cutoffs.threshold_for_false_positive_rate(ham, target_rate, 0.5)
 
-    cut_off = metrics.cut_off_for_false_positive_rate(is_spam, scores, target_rate, 0.5)
+    cut_off = cutoffs.cut_off_for_false_positive_rate(is_spam, scores, target_rate, 0.5)
 
     assert cut_off >= lowest
     assert np.sum(ham >= cut_off) <= np.sum(ham >= lowest)
     assert np.sum(spam >= cut_off) == np.sum(spam >= lowest)
     caught = spam[spam >= lowest]
-    highest = caught.min() - metrics.THRESHOLD_MARGIN if caught.size else lowest
+    highest = caught.min() - cutoffs.THRESHOLD_MARGIN if caught.size else lowest
     if highest > lowest:
         assert _log_odds(cut_off) - _log_odds(lowest) == pytest.approx(
             _log_odds(highest) - _log_odds(cut_off), abs=1e-6
@@ -575,7 +575,7 @@ def test_metrics_cut_off_leaves_room_on_both_sides() -> None:
     is_spam = [False, False, False, True, True, True]
     scores = [0.1, 0.2, 0.7, 0.6, 0.9, 0.95]
 
-    cut_off = metrics.cut_off_for_false_positive_rate(is_spam, scores, 0.001, 0.5)
+    cut_off = cutoffs.cut_off_for_false_positive_rate(is_spam, scores, 0.001, 0.5)
 
     # Between the ham at 0.7 and the spam at 0.9 (log-odds 0.85 and 2.20),
     # at log-odds 1.52: a new ham at 0.8 is not flagged, a new spam at 0.85

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from spamcli import artifacts
 from spamcli.cli import cli
 from spamcli.config import TrainingConfig
-from spamcli.metrics import threshold_for_false_positive_rate
+from spamcli.cutoffs import threshold_for_false_positive_rate
 from spamcli.model_card import (
     EVALUATIONS_FILE,
     false_positive_rate_bound,
