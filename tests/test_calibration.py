@@ -17,6 +17,7 @@ from conftest import generated_mail, spamcli_imports, write_roomy_model
 from spamcli import artifacts, calibration, cutoffs
 from spamcli.calibration import Calibration
 from spamcli.cli import cli
+from spamcli.config import MINIMUM_THRESHOLD
 from spamcli.corpus import RawMessage
 from spamcli.errors import ModelError
 from spamcli.features import feature_indices
@@ -43,20 +44,26 @@ def test_train_keeps_the_held_out_messages_nearest_the_cut_off(trained_model_dir
     assert metadata["threshold_rule"]["moved_by_learning"] == artifacts.CALIBRATION_FILE
     held_out = metadata["training_data"]["validation_messages"]
     assert len(kept.scores) == len(kept.is_spam) == held_out
-    assert 0 < len(kept.positions) <= min(calibration.NEAREST, held_out)
+    assert 0 < len(kept.positions) <= min(2 * calibration.NEAREST, held_out)
     # The rule, applied again by the standard-library code to what the file
     # keeps, gives train's cut-off: nothing has been learned since.
     network = Network.from_folder(trained_model_dir, metadata)
     threshold, ham_cutoff = kept.cut_offs(network, metadata)
     assert threshold == pytest.approx(metadata["threshold"], abs=1e-6)
     assert ham_cutoff is None
-    # The kept messages are the nearest the cut-off in log-odds.
+    # The kept messages are the nearest the cut-off in log-odds, and as
+    # many ham nearest it.
     distance = [
         abs(calibration.log_odds(score) - calibration.log_odds(threshold)) for score in kept.scores
     ]
-    farthest_kept = max(distance[position] for position in kept.positions)
-    others = [d for position, d in enumerate(distance) if position not in kept.positions]
-    assert all(d >= farthest_kept - 1e-6 for d in others)
+    by_distance = sorted(range(held_out), key=distance.__getitem__)
+    ham_by_distance = [position for position in by_distance if not kept.is_spam[position]]
+    nearest = set(by_distance[: calibration.NEAREST])
+    nearest |= set(ham_by_distance[: calibration.NEAREST])
+    assert set(kept.positions) == nearest
+    assert sum(not kept.is_spam[position] for position in kept.positions) == min(
+        calibration.NEAREST, len(ham_by_distance)
+    )
     # Their row sums are the kernel's.
     for values, row_sum in zip(kept.buckets, kept.row_sums, strict=True):
         kernel_sum = network.first_kernel[values].sum(axis=0, dtype=np.float64)
@@ -125,16 +132,23 @@ def test_learning_moves_the_stored_cut_off_with_the_kept_messages(
     assert metadata["threshold_rule"]["threshold_at_training"] == before
     # Computed here from the folder as written, each kept message scored
     # whole by the NumPy network before and after: its held-out score moved
-    # by the log-odds learning added, and train's rule applied again.
+    # by the log-odds learning added (every ham by at least the mean of the
+    # kept ham's), and train's rule applied again.
     network = Network.from_folder(model_copy, metadata)
+
+    def logit(score: float) -> float:
+        return float(np.log(score / (1 - score)))
+
+    rises = {
+        position: logit(network.score(values)) - logit(network_before.score(values))
+        for position, values in zip(kept_before.positions, kept_before.buckets, strict=True)
+    }
+    ham_rise = np.mean([rise for p, rise in rises.items() if not kept_before.is_spam[p]])
     scores = list(kept_before.scores)
-    for position, values in zip(kept_before.positions, kept_before.buckets, strict=True):
-        rise = np.log(network.score(values) / (1 - network.score(values))) - np.log(
-            network_before.score(values) / (1 - network_before.score(values))
-        )
-        scores[position] = 1 / (
-            1 + np.exp(-(np.log(scores[position] / (1 - scores[position])) + rise))
-        )
+    for position, spam in enumerate(kept_before.is_spam):
+        own = rises.get(position, 0.0 if spam else ham_rise)
+        rise = own if spam else max(own, ham_rise)
+        scores[position] = 1 / (1 + np.exp(-(logit(scores[position]) + rise)))
     expected = cutoffs.cut_off_for_false_positive_rate(kept_before.is_spam, scores, 0.001, 0.5)
     # Never below train's cut-off.
     assert metadata["threshold"] == pytest.approx(max(expected, before), abs=1e-6)
@@ -240,8 +254,10 @@ def test_a_rule_that_is_no_share_stops_learn(
 def test_a_calibration_file_with_arrays_out_of_range_is_refused(model_copy: Path) -> None:
     kept = Calibration.read(model_copy)
     assert kept is not None
-    kept.positions[0] = len(kept.scores) + 5
-    kept.write(model_copy)
+    positions = [len(kept.scores) + 5, *kept.positions[1:]]
+    Calibration(
+        kept.is_spam, kept.scores, positions, kept.buckets, kept.reference, kept.row_sums
+    ).write(model_copy)
     with pytest.raises(ModelError, match="out of range"):
         Calibration.read(model_copy)
 
@@ -310,3 +326,41 @@ def test_only_the_false_positive_rule_keeps_train_s_cut_off_as_a_floor(
     assert kept.cut_offs(network, by_recall)[0] == pytest.approx(
         cutoffs.threshold_for_recall(spam_scores, 0.9), abs=1e-6
     )
+
+
+class _RowSumIsLogOdds:
+    """A network whose log-odds of a message are its row sum's first value."""
+
+    def log_odds_of_row_sum(self, row_sum: list[float], count: int) -> float:
+        return row_sum[0]
+
+
+def test_every_held_out_ham_moves_at_least_as_far_as_the_kept_ham_on_average() -> None:
+    # Held out: ham at 0.8 (kept, learning lifted it by 0.1 in log-odds),
+    # 0.6 (kept, lifted by 1.1) and 0.3 (not kept); spam at 0.95 and 0.99
+    # (kept, not moved). Each log-odds starts at 0, as the reference.
+    is_spam = [False, False, False, True, True]
+    kept = Calibration(
+        is_spam,
+        [0.8, 0.6, 0.3, 0.95, 0.99],
+        positions=[0, 1, 3, 4],
+        buckets=[[1], [2], [3], [4]],
+        reference=[0.0] * 4,
+        row_sums=[[0.1], [1.1], [0.0], [0.0]],
+    )
+    metadata = {
+        "hyperparameters": {"target_false_positive_rate": 0.001},
+        "threshold_rule": {"threshold_at_training": 0.5},
+    }
+    threshold, _ = kept.cut_offs(_RowSumIsLogOdds(), metadata)
+    # The mean rise of the kept ham, 0.6, lifts the 0.8 ham more than its
+    # own 0.1 does, and lifts the ham that was not kept as well; the 0.6 ham
+    # moves by its own 1.1.
+    moved = [
+        calibration.probability(calibration.log_odds(score) + rise)
+        for score, rise in zip(kept.scores, [0.6, 1.1, 0.6, 0.0, 0.0], strict=True)
+    ]
+    assert threshold == cutoffs.cut_off_for_false_positive_rate(
+        is_spam, moved, 0.001, MINIMUM_THRESHOLD
+    )
+    assert threshold > calibration.probability(calibration.log_odds(0.8) + 0.6)
