@@ -40,6 +40,7 @@ from spamcli import artifacts, cutoffs
 from spamcli.artifacts import CALIBRATION_FILE
 from spamcli.config import TARGET_FALSE_POSITIVE_RATE
 from spamcli.errors import ModelError
+from spamcli.online_light import sigmoid
 
 # Kept messages a cut-off: the held-out messages nearest it in log-odds,
 # and as many ham. bench/learn_effect.py, seeds 1 to 5, with every held-out
@@ -177,14 +178,14 @@ class Calibration:
         # moves by the mean rise of the kept ham, or by its own where that
         # is more; a spam by its own where it is kept.
         ham_rise = sum(ham_rises) / len(ham_rises) if ham_rises else 0.0
-        # Odds times e**ham_rise: probability(log_odds(score) + ham_rise) with
+        # Odds times e**ham_rise: sigmoid(log_odds(score) + ham_rise) with
         # one exp for all; the clamp keeps exp finite.
         factor = math.exp(min(max(ham_rise, -700.0), 700.0))
         scores = list(self.scores)
         for position, (score, spam) in enumerate(zip(self.scores, self.is_spam, strict=True)):
             rise = rises.get(position)
             if rise is not None and (spam or rise > ham_rise):
-                scores[position] = probability(log_odds(score) + rise)
+                scores[position] = sigmoid(log_odds(score) + rise)
             elif not spam:
                 scores[position] = score * factor / (1.0 - score + score * factor)
         settings = metadata.get("hyperparameters")
@@ -299,12 +300,6 @@ class Calibration:
 def log_odds(score: float) -> float:
     clamped = min(max(score, _PROBABILITY_FLOOR), 1.0 - _PROBABILITY_FLOOR)
     return math.log(clamped / (1.0 - clamped))
-
-
-def probability(value: float) -> float:
-    # Through exp(-|x|), so that nothing overflows.
-    decay = math.exp(-abs(value))
-    return 1.0 / (1.0 + decay) if value >= 0 else decay / (1.0 + decay)
 
 
 def _length(arrays: artifacts.WeightsFile, name: str) -> int:

@@ -47,6 +47,7 @@ from spamcli.artifacts import (
 )
 from spamcli.config import LearningRule
 from spamcli.features import input_value
+from spamcli.online_light import sigmoid
 
 # kernel.npz is rewritten with the changed rows merged in once this share
 # of its rows has changed: weights.npz, rewritten by every learn, stays
@@ -277,7 +278,7 @@ class Network:
             below = _activate(activations[-1], slope)
             activations.append(below @ layer.kernel.astype(np.float64) + layer.bias)
         logit = float(activations[-1][0])
-        return _sigmoid(logit), activations
+        return sigmoid(logit), activations
 
     def _step(self, name: str, gradient: np.ndarray) -> None:
         layer_index, _, part = name.partition(".")
@@ -359,9 +360,3 @@ class Network:
 def _activate(values: np.ndarray, slope: float) -> np.ndarray:
     """A hidden layer's activation: ReLU (slope 0) or leaky ReLU."""
     return np.maximum(values, slope * values)
-
-
-def _sigmoid(logit: float) -> float:
-    # Through exp(-|x|), so that nothing overflows.
-    decay = math.exp(-abs(logit))
-    return 1.0 / (1.0 + decay) if logit >= 0 else decay / (1.0 + decay)

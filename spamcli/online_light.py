@@ -132,7 +132,7 @@ class LightNetwork:
                         sum_ + value * weight for sum_, weight in zip(output, row, strict=True)
                     ]
             activations.append(output)
-        return _sigmoid(activations[-1][0]), activations
+        return sigmoid(activations[-1][0]), activations
 
     def score(self, indices: list[int]) -> float:
         return self._forward(list(indices))[0]
@@ -255,6 +255,8 @@ def _position(rows: memoryview, index: int) -> int | None:
     return None
 
 
-def _sigmoid(logit: float) -> float:
+def sigmoid(logit: float) -> float:
+    """The probability of LOGIT, the network's output (and calibration.py's)."""
+    # Through exp(-|x|), so that nothing overflows.
     decay = math.exp(-abs(logit))
     return 1.0 / (1.0 + decay) if logit >= 0 else decay / (1.0 + decay)
